@@ -1,0 +1,1 @@
+"""llamanuts: Llama inference in readable Python, traced stage by stage."""
