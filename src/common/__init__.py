@@ -1,1 +1,28 @@
+"""Shared by every layer: logging, errors, memory mapping."""
 
+from .errors import (
+    DTypeError,
+    LlamaError,
+    ModelArgsError,
+    ModelFileError,
+    SequenceLengthError,
+    ShapeError,
+    TokenizerError,
+    UnsafeModelError,
+)
+from .logger import GLogger, Logger, debug_log_writable, format_shape
+
+__all__ = [
+    "DTypeError",
+    "GLogger",
+    "LlamaError",
+    "Logger",
+    "ModelArgsError",
+    "ModelFileError",
+    "SequenceLengthError",
+    "ShapeError",
+    "TokenizerError",
+    "UnsafeModelError",
+    "debug_log_writable",
+    "format_shape",
+]

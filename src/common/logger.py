@@ -1,0 +1,128 @@
+"""GLogger: one logger with a console side (rich, to stderr) and a `debug.log` side.
+
+Mirrors the Go original's `common.GLogger`. The debug side is what a reader follows beside the docs:
+each line is `[DEBUG]` + wall time with microseconds + message + `(x.xxxx secs)` since the previous
+debug line. When debug is off, `DebugPrintf` is a no-op bound at `Init` time: no string formatting,
+no shape formatting, only the cost of one call, because Forward calls it hundreds of times per token.
+
+Arguments are formatted only when debug is on; a Tensor argument is printed as `shape([32 4096])`.
+"""
+
+from __future__ import annotations
+
+
+import time
+from datetime import datetime
+from typing import IO, Any, Callable
+
+from rich.console import Console
+
+
+def _noop(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+def format_shape(shape: tuple[int, ...] | list[int]) -> str:
+    """`(32, 4096)` -> `shape([32 4096])`, the Go original's notation."""
+    return "shape([" + " ".join(str(d) for d in shape) + "])"
+
+
+def _format_arg(arg: Any) -> Any:
+    shape = getattr(arg, "shape", None)
+    if shape is not None and hasattr(arg, "dtype") and not isinstance(arg, (str, bytes)):
+        return format_shape(tuple(shape))
+    return arg
+
+
+class Logger:
+    """Console + debug.log. Use the module-level `GLogger` instance."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True, highlight=False)
+        self.debug_enabled = False
+        self.debug_path: str | None = None
+        self._debug_file: IO[str] | None = None
+        self._last = time.perf_counter()
+        # Bound to a no-op until debug is switched on: see the module docstring.
+        self.DebugPrintf: Callable[..., None] = _noop
+        self.DebugStage: Callable[..., None] = _noop
+        self.DebugSeparator: Callable[..., None] = _noop
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def Init(self, debug: bool = False, debug_path: str = "debug.log") -> None:
+        """Open (truncate) the debug log when `debug` is on; raises OSError if it cannot be written."""
+        self.Close()
+        self.debug_enabled = debug
+        if not debug:
+            self.DebugPrintf = _noop
+            self.DebugStage = _noop
+            self.DebugSeparator = _noop
+            return
+        self._debug_file = open(debug_path, "w", encoding="utf-8", buffering=1 << 16)
+        self.debug_path = debug_path
+        self._last = time.perf_counter()
+        self.DebugPrintf = self._debug_printf
+        self.DebugStage = self._debug_stage
+        self.DebugSeparator = self._debug_separator
+
+    def Close(self) -> None:
+        if self._debug_file is not None:
+            self._debug_file.flush()
+            self._debug_file.close()
+            self._debug_file = None
+
+    def Flush(self) -> None:
+        if self._debug_file is not None:
+            self._debug_file.flush()
+
+    # ---- debug.log side -----------------------------------------------------------------------
+    def _write_debug(self, message: str) -> None:
+        now = time.perf_counter()
+        elapsed = now - self._last
+        self._last = now
+        stamp = datetime.now().strftime("%H:%M:%S.%f")
+        assert self._debug_file is not None
+        self._debug_file.write(f"[DEBUG]{stamp} {message} ({elapsed:.4f} secs)\n")
+
+    def _debug_printf(self, fmt: str, *args: Any) -> None:
+        self._write_debug(fmt % tuple(_format_arg(a) for a in args) if args else fmt)
+
+    def _debug_stage(self, number: int, title: str) -> None:
+        self._write_debug(f"==== STAGE {number:02d}: {title.upper()} ====")
+
+    def _debug_separator(self, title: str) -> None:
+        self._write_debug(f"=================================== {title} ===================================")
+
+    # ---- console side (stderr; stdout is reserved for generated text) --------------------------
+    def ConsoleInfo(self, message: str) -> None:
+        self.console.print(message)
+        self._mirror("INFO", message)
+
+    def ConsoleWarn(self, message: str) -> None:
+        self.console.print(f"[yellow]{message}[/yellow]")
+        self._mirror("WARN", message)
+
+    def ConsoleError(self, message: str) -> None:
+        self.console.print(f"[bold red]{message}[/bold red]", markup=True)
+        self._mirror("ERROR", message)
+
+    def _mirror(self, level: str, message: str) -> None:
+        if self._debug_file is not None:
+            stamp = datetime.now().strftime("%H:%M:%S.%f")
+            self._debug_file.write(f"[{level}]{stamp} {message}\n")
+
+
+GLogger = Logger()
+
+
+def debug_log_writable(path: str) -> str | None:
+    """Return None if `path` can be opened for writing, else a message saying why not."""
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"cannot write the debug log {path!r}: {exc.strerror or exc}"
+    return None
+
+
+__all__ = ["GLogger", "Logger", "format_shape", "debug_log_writable"]
