@@ -1,1 +1,39 @@
+"""The tensor layer: `Tensor`, dtypes (bf16 stored as uint16) and ops on Numba kernels.
 
+Every op validates its arguments and raises ShapeError / DTypeError naming the op and the shapes;
+the kernel behind it only computes. Use as `from llamanuts import ml; ml.LinearTransformation(x, w)`.
+"""
+
+from .bfloat16 import bf16_bits_to_float32, float32_to_bf16_bits, round_to_bf16
+from .creation import ARange, Full, Ones, Outer, Polar, TriangularUpper, Zeros
+from .dtype import DT_BF16, DT_BOOL, DT_COMPLEX64, DT_F32, DT_INT32, DT_INT64, DataType
+from .elementwise import (
+    Add,
+    AddScalar,
+    DivToScalar,
+    MultiplyElementwise,
+    Pow,
+    RSqrt,
+    Silu,
+    ToBFloat16,
+    ToFloat32,
+)
+from .embedding import Embedding
+from .matmul import LinearTransformation, MatMul
+from .reduce import Argmax, Mean, Softmax
+from .tensor import Tensor, format_dims
+from .threads import GetThreads, SetThreads
+from .views import (
+    Cat,
+    Contiguous,
+    RepeatInterleave,
+    Reshape,
+    SetSlice,
+    Slice,
+    Transpose,
+    View,
+    ViewAsComplex64,
+    ViewAsFloat32,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]
