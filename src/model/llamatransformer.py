@@ -1,0 +1,153 @@
+"""LlamaTransformer: token ids in, float32 logits out. The whole forward pass, stage by stage.
+
+    Forward(infContext, inputTokens, startPos) -> logits [n_tokens, vocab] F32
+
+  STAGE 04  input embedding: one row of tok_embeddings per token
+            + the rotary table freqs_cis sliced at startPos, and the causal mask
+  STAGE 05  for each transformer block (06-18 happen inside, see llamatransformerblock.py)
+  STAGE 19  output norm, output linear transformation, ToFloat32
+
+Stages 01-03 (tokenization, the tokens tensor, the generation loop) belong to the inference engine.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..common import GLogger, SequenceLengthError, ShapeError
+from ..ml import (
+
+    DT_F32,
+    DT_INT64,
+    Embedding,
+    Full,
+    LinearTransformation,
+    Slice,
+    Tensor,
+    ToBFloat16,
+    ToFloat32,
+    TriangularUpper,
+)
+from .inferencecontext import InferenceContext, compute_dtype
+from .llamatransformerblock import LlamaTransformerBlock
+from .modelargs import ModelArgs
+from .rmsnorm import RMSNorm
+from .rope import precomputeFreqsCis
+from .weights import LayerWeights, ModelWeights
+
+
+def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
+    """bf16 mode needs bf16 weights (float32 files, such as llama2.c's, are rounded once: a copy).
+    f32 mode keeps matrices as stored (bf16 is widened inside the kernels) and widens only the small
+    norm vectors, so element-wise multiplies see one dtype."""
+    if mode == "bf16":
+        convert = ToBFloat16
+        convert_matrix = ToBFloat16
+    else:
+        convert = ToFloat32
+        convert_matrix = lambda t: t  # noqa: E731 - weights stay as stored
+
+    def layer(lw: LayerWeights) -> LayerWeights:
+        return LayerWeights(
+            attention_norm=convert(lw.attention_norm),
+            wq=convert_matrix(lw.wq),
+            wk=convert_matrix(lw.wk),
+            wv=convert_matrix(lw.wv),
+            wo=convert_matrix(lw.wo),
+            ffn_norm=convert(lw.ffn_norm),
+            w1=convert_matrix(lw.w1),
+            w2=convert_matrix(lw.w2),
+            w3=convert_matrix(lw.w3),
+        )
+
+    tok = convert_matrix(weights.tok_embeddings)
+    output = tok if weights.shared_classifier else convert_matrix(weights.output)
+    return ModelWeights(tok_embeddings=tok, layers=[layer(lw) for lw in weights.layers], norm=convert(weights.norm), output=output)
+
+
+class LlamaTransformer:
+    def __init__(self, args: ModelArgs, weights: ModelWeights, mode: str = "bf16") -> None:
+        compute_dtype(mode)  # validates the mode name
+        self.args = args
+        self.mode = mode
+        self.dtype = compute_dtype(mode)
+        w = _weights_for_mode(weights, mode)
+        self.tok_embd = w.tok_embeddings
+        self.layers = [LlamaTransformerBlock(i, args, lw) for i, lw in enumerate(w.layers)]
+        self.output_norm = RMSNorm(args.norm_eps, w.norm, "LlamaTransformer.output_norm")
+        self.output = w.output
+        self.freqs_cis = precomputeFreqsCis(args.head_dim, args.max_seq_len, args.rope_theta, args.use_scaled_rope)
+
+    def NewInferenceContext(self, sequence_length: int | None = None) -> InferenceContext:
+        return InferenceContext(self.args, sequence_length or self.args.max_seq_len, self.mode)
+
+    # ---- Forward --------------------------------------------------------------------------------
+    def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int) -> Tensor:
+        sequenceLength = inputTokens.shape[0] if inputTokens.ndim == 1 else -1
+        if sequenceLength < 1:
+            raise ShapeError(f"Forward: inputTokens must be a non-empty 1-D tensor, got shape {list(inputTokens.shape)}")
+        if infContext.mode != self.mode:
+            raise ShapeError(f"Forward: the context was made for mode {infContext.mode}, the model runs in {self.mode}")
+        if startPos < 0 or startPos + sequenceLength > infContext.sequence_length:
+            raise SequenceLengthError(
+                f"Forward: positions {startPos}..{startPos + sequenceLength - 1} go past the sequence length "
+                f"{infContext.sequence_length} (the KV cache size)"
+            )
+        GLogger.DebugPrintf("LlamaTransformer.Forward started for inputTokens %s, startPos: %d, mode: %s", inputTokens, startPos, self.mode)
+        currentTensor, freqs_cis, mask = self.prepare(infContext, inputTokens, startPos)
+
+        GLogger.DebugStage(5, "Forward pass through each transformer block")
+        for layerIdx, layer in enumerate(self.layers):
+            GLogger.DebugSeparator(f"Layer {layerIdx}")
+            GLogger.DebugPrintf("Calling LlamaTransformerBlock.Forward for layer %d of %d, currentTensor %s", layerIdx + 1, len(self.layers), currentTensor)
+            currentTensor = layer.Forward(infContext, currentTensor, startPos, freqs_cis, mask)
+
+        GLogger.DebugStage(19, "Forward pass through the output")
+        GLogger.DebugPrintf(
+            "Calling RMSNorm for currentTensor %s (result of all transformer blocks) and LlamaTransformer.output_norm weights %s -> tensor currentTensor",
+            currentTensor,
+            self.output_norm.weights,
+        )
+        currentTensor = self.output_norm.Forward(currentTensor)
+        self._record(infContext, "norm", currentTensor)
+        GLogger.DebugPrintf("Calling LinearTransformation for currentTensor %s and LlamaTransformer.output weights %s -> tensor output", currentTensor, self.output)
+        output = LinearTransformation(currentTensor, self.output)
+        GLogger.DebugPrintf("Converting output tensor %s to float32 -> tensor logits", output)
+        logits = ToFloat32(output)
+        self._record(infContext, "logits", logits)
+        GLogger.DebugPrintf("LlamaTransformer.Forward finished -> logits %s", logits)
+        return logits
+
+    def prepare(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        sequenceLength = inputTokens.shape[0]
+        GLogger.DebugStage(4, "Creating the input tensor")
+        GLogger.DebugPrintf("Calling Embedding for inputTokens %s and LlamaTransformer.tok_embd weights %s -> tensor x", inputTokens, self.tok_embd)
+        x = Embedding(self.tok_embd, inputTokens)
+        if x.dtype is not self.dtype:
+            x = ToFloat32(x) if self.dtype is DT_F32 else ToBFloat16(x)
+        self._record(infContext, "embedding", x)
+
+        GLogger.DebugPrintf("Slicing freqs_cis %s at positions %d..%d -> tensor freqs_cis", self.freqs_cis, startPos, startPos + sequenceLength - 1)
+        freqs_cis = Slice(self.freqs_cis, 0, startPos, startPos + sequenceLength)
+        self._record(infContext, "freqs_cis", freqs_cis)
+
+        mask = None
+        if sequenceLength > 1:
+            # Token i may attend to every cached position and to new positions up to itself.
+            mask = TriangularUpper(Full([sequenceLength, startPos + sequenceLength], -math.inf, self.dtype), startPos + 1)
+            GLogger.DebugPrintf("Created the causal mask %s (-inf above diagonal %d)", mask, startPos + 1)
+            self._record(infContext, "mask", mask)
+        return x, freqs_cis, mask
+
+    def _record(self, infContext: InferenceContext, name: str, t: Tensor) -> None:
+        if infContext.recorder is not None:
+            infContext.recorder[name] = t.numpy().copy()
+
+
+def tokens_tensor(tokens: list[int]) -> Tensor:
+    """A 1-D INT64 tensor of token ids (STAGE 02: creating the tokens tensor)."""
+    import numpy as np
+
+    return Tensor.wrap(np.asarray(tokens, dtype=np.int64).reshape(-1), DT_INT64)
+
+

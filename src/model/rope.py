@@ -1,0 +1,75 @@
+"""Rotary position embeddings (RoPE): the frequency table `freqs_cis` and the complex rotation.
+
+Each pair of adjacent features (x[2i], x[2i+1]) of a head is read as one complex number and rotated
+by the angle position * theta^(-2i/head_dim): multiplying by cos(angle) + i sin(angle). Low i turn
+fast, high i turn slowly, so relative positions show up in the dot products of queries and keys.
+Llama 3.1 stretches the slow frequencies ("scaled RoPE") to reach a longer context.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..common import GLogger
+from ..ml import (
+    ARange,
+    DT_F32,
+    MultiplyElementwise,
+    Ones,
+    Outer,
+    Polar,
+    Reshape,
+    Tensor,
+    ToBFloat16,
+    ToFloat32,
+    ViewAsComplex64,
+    ViewAsFloat32,
+)
+
+# Llama 3.1's scaling constants (Meta's reference, apply_scaling)
+SCALE_FACTOR = 8.0
+LOW_FREQ_FACTOR = 1.0
+HIGH_FREQ_FACTOR = 4.0
+OLD_CONTEXT_LEN = 8192.0
+
+
+def applyRopeScaling(freqs: np.ndarray) -> np.ndarray:
+    """Llama 3.1: keep high frequencies, divide low ones by 8, blend smoothly in between."""
+    low_freq_wavelen = OLD_CONTEXT_LEN / LOW_FREQ_FACTOR
+    high_freq_wavelen = OLD_CONTEXT_LEN / HIGH_FREQ_FACTOR
+    out = np.empty_like(freqs)
+    for i, freq in enumerate(freqs.tolist()):
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_freq_wavelen:
+            out[i] = freq
+        elif wavelen > low_freq_wavelen:
+            out[i] = freq / SCALE_FACTOR
+        else:
+            smooth = (OLD_CONTEXT_LEN / wavelen - LOW_FREQ_FACTOR) / (HIGH_FREQ_FACTOR - LOW_FREQ_FACTOR)
+            out[i] = (1 - smooth) * freq / SCALE_FACTOR + smooth * freq
+    return out
+
+
+def precomputeFreqsCis(head_dim: int, end: int, theta: float, use_scaled: bool) -> Tensor:
+    """freqs_cis [end, head_dim/2] COMPLEX64: cos + i sin of position * frequency, in float32 as Meta does."""
+    exponents = ARange(0, head_dim, 2, DT_F32).data[: head_dim // 2] / np.float32(head_dim)
+    freqs = (np.float32(1.0) / np.power(np.float32(theta), exponents)).astype(np.float32)
+    if use_scaled:
+        freqs = applyRopeScaling(freqs)
+    positions = ARange(0, end, 1, DT_F32)
+    angles = Outer(positions, Tensor.wrap(freqs, DT_F32))
+    return Polar(Ones(angles.shape, DT_F32), angles)
+
+
+def applyRotaryEmbeddings(x: Tensor, freqs_cis: Tensor, name: str) -> Tensor:
+    """x [n, heads, head_dim] rotated by freqs_cis [n, head_dim/2]; computed in float32, returned in x's dtype."""
+    n, heads, head_dim = x.shape
+    GLogger.DebugPrintf(
+        "Calling applyRotaryEmbeddings for %s %s: view as complex pairs, multiply by freqs_cis %s", name, x, freqs_cis
+    )
+    x_complex = ViewAsComplex64(ToFloat32(x))  # [n, heads, head_dim/2]
+    rotation = Reshape(freqs_cis, [n, 1, head_dim // 2])  # the same angle for every head
+    rotated = ViewAsFloat32(MultiplyElementwise(x_complex, rotation))
+    return ToBFloat16(rotated) if x.dtype is not DT_F32 else rotated
