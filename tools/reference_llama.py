@@ -370,18 +370,36 @@ def greedy_generate(
     time.  Stops when the argmax is a stop id, after n_tokens ids, or when the next token
     would have to be fed at position max_seq_len.
     """
-    out: list[int] = []
+    ids, _ = greedy_steps(model, n_tokens, bos_id, stop_ids, mode)
+    return ids
+
+
+def greedy_steps(
+    model: ReferenceModel,
+    n_tokens: int,
+    bos_id: int = 1,
+    stop_ids: Sequence[int] = (1,),
+    mode: str = "f32",
+) -> tuple[list[int], list[float]]:
+    """greedy_generate plus, per returned id, the gap between the top two logits.
+
+    A small gap warns that another implementation may legitimately pick the runner-up.
+    """
+    ids: list[int] = []
+    margins: list[float] = []
     pending = [bos_id]
     pos = 0
-    while len(out) < n_tokens and pos < model.args.max_seq_len:
+    while len(ids) < n_tokens and pos < model.args.max_seq_len:
         logits, _ = run_reference(model, pending, pos, mode, record=False)
-        next_id = int(np.argmax(logits[-1]))
+        last = logits[-1]
+        next_id = int(np.argmax(last))
         if next_id in stop_ids:
             break
-        out.append(next_id)
+        ids.append(next_id)
+        margins.append(float(last[next_id] - np.partition(last, -2)[-2]))
         pos += len(pending)
         pending = [next_id]
-    return out
+    return ids, margins
 
 
 # ----------------------------------------------------------------------------- loaders
