@@ -1,0 +1,98 @@
+"""Choosing the next token from the last row of logits.
+
+Temperature 0 (the default) is greedy: the argmax, so a run is deterministic and comparable with
+the reference fixtures. Otherwise, as llama2.c's `run.c` and Meta's `generate` do:
+
+    probs = softmax(logits / temperature)
+    keep the top_k most probable tokens               (top_k = 0: keep all)
+    keep the smallest prefix whose cumulative probability >= top_p   (top_p = 1: keep all)
+    renormalise and draw one token with a seeded numpy Generator
+
+Same seed, same logits -> same token, so a seeded run is reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..common.errors import LlamaError
+
+
+@dataclass
+class SamplingArgs:
+    temperature: float = 0.0
+    top_k: int = 0  # 0 = no top-k cut
+    top_p: float = 1.0  # 1.0 = no nucleus cut
+    seed: int | None = None  # None = a fresh seed, reported in `Sampler.seed` so a run can be repeated
+
+    def validate(self) -> None:
+        if not self.temperature >= 0.0:  # also rejects NaN
+            raise LlamaError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise LlamaError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise LlamaError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and self.seed < 0:
+            raise LlamaError(f"seed must be >= 0, got {self.seed}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Numerically safe softmax of a 1-D float array (subtract the max before exp), in float64."""
+    shifted = x.astype(np.float64) - np.max(x)
+    e = np.exp(shifted)
+    return e / e.sum()
+
+
+def descending_order(logits: np.ndarray) -> np.ndarray:
+    """Token ids from the most to the least likely; ties keep the lower id first, like argmax."""
+    return np.argsort(-logits, kind="stable")
+
+
+def nucleus_size(sorted_probs: np.ndarray, top_p: float) -> int:
+    """The size of the smallest prefix of `sorted_probs` whose sum reaches `top_p` (at least 1)."""
+    if top_p >= 1.0:
+        return len(sorted_probs)
+    cumulative = np.cumsum(sorted_probs)
+    # Meta keeps token i while the mass *before* it is <= top_p: this prefix, but for an exact tie.
+    return max(1, int(np.searchsorted(cumulative, top_p, side="left")) + 1)
+
+
+class Sampler:
+    def __init__(self, args: SamplingArgs) -> None:
+        args.validate()
+        self.args = args
+        self.seed: int = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
+
+    def Sample(self, logits: np.ndarray) -> int:
+        """The next token id for one row of logits [vocab] (float32)."""
+        if self.args.greedy:
+            return int(np.argmax(logits))
+        return self.sample_distribution(logits)
+
+    def candidates(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, renormalised probabilities) left after temperature, top-k and top-p."""
+        order = descending_order(logits)
+        probs = softmax(logits / np.float32(self.args.temperature))[order]
+        if self.args.top_k > 0:
+            order, probs = order[: self.args.top_k], probs[: self.args.top_k]
+            probs = probs / probs.sum()  # top-p measures mass within what top-k kept
+        keep = nucleus_size(probs, self.args.top_p)
+        order, probs = order[:keep], probs[:keep]
+        return order, probs / probs.sum()
+
+    def sample_distribution(self, logits: np.ndarray) -> int:
+        ids, probs = self.candidates(logits)
+        # One uniform coin against the cumulative distribution, as run.c's sample_mult does.
+        coin = self.rng.random()
+        index = int(np.searchsorted(np.cumsum(probs), coin, side="right"))
+        return int(ids[min(index, len(ids) - 1)])  # min: guards a coin beyond a sum of 0.9999999
+
+
+__all__ = ["Sampler", "SamplingArgs", "descending_order", "nucleus_size", "softmax"]
