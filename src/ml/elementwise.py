@@ -97,6 +97,15 @@ def _silu_bf16(a):  # type: ignore[no-untyped-def]
     return f32_to_bf16(x / (np.float32(1.0) + np.exp(-x)))
 
 
+# numba.vectorize returns a DUFunc whose __call__ is Python code (it can compile new signatures on the
+# fly); the ops validate dtypes first, so they call the compiled numpy ufunc underneath directly,
+# which costs about a quarter of the time per call.
+(_add_f32, _add_bf16, _mul_f32, _mul_bf16, _mul_c64, _add_scalar_bf16, _div_scalar_bf16, _div_f32,
+ _pow_f32, _pow_bf16, _rsqrt_f32, _rsqrt_bf16, _silu_f32, _silu_bf16) = (
+    k.ufunc for k in (_add_f32, _add_bf16, _mul_f32, _mul_bf16, _mul_c64, _add_scalar_bf16, _div_scalar_bf16,
+                      _div_f32, _pow_f32, _pow_bf16, _rsqrt_f32, _rsqrt_bf16, _silu_f32, _silu_bf16)
+)
+
 # ---- ops ------------------------------------------------------------------------------------------
 
 _FLOATS = (DT_F32, DT_BF16)
