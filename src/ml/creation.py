@@ -65,6 +65,8 @@ def Outer(a: Tensor, b: Tensor) -> Tensor:
 
 def Polar(abs_: Tensor, angle: Tensor) -> Tensor:
     """abs * (cos(angle) + i sin(angle)) as COMPLEX64, like torch.polar."""
+    require_tensor("Polar", "abs", abs_)
+    require_tensor("Polar", "angle", angle)
     require_dtype("Polar", abs_, (DT_F32,), "abs")
     require_dtype("Polar", angle, (DT_F32,), "angle")
     if abs_.shape != angle.shape:

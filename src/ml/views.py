@@ -19,9 +19,12 @@ from .tensor import Tensor, format_dims
 
 def Reshape(t: Tensor, shape: Sequence[int]) -> Tensor:
     """Same elements, new shape; one dimension may be -1 (inferred). Shares storage."""
+    require_tensor("Reshape", "input", t)
     dims = [int(d) for d in shape]
     if dims.count(-1) > 1:
         raise ShapeError(f"Reshape: more than one -1 in {format_dims(dims)}")
+    if any(d < -1 for d in dims):
+        raise ShapeError(f"Reshape: negative dimension in {format_dims(dims)} (only -1 may be inferred)")
     known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
     if -1 in dims:
         if known == 0 or t.data.size % known:
@@ -48,6 +51,7 @@ def Transpose(t: Tensor, dim0: int, dim1: int) -> Tensor:
 
 def Contiguous(t: Tensor) -> Tensor:
     """A copy with its own storage (our tensors are always contiguous; this detaches a view)."""
+    require_tensor("Contiguous", "input", t)
     return Tensor.wrap(t.data.copy(), t.dtype)
 
 
@@ -60,7 +64,9 @@ def _check_range(op: str, t: Tensor, dim: int, start: int, end: int) -> int:
 
 
 def Slice(t: Tensor, dim: int, start: int, end: int) -> Tensor:
-    """Elements start..end-1 along `dim`. Along dim 0 this is a view; otherwise a contiguous copy."""
+    """Elements start..end-1 along `dim`. Along dim 0 this is a view; along another dim it is a view
+    when the selected elements are contiguous anyway (e.g. [1, T, ...] along dim 1), otherwise a copy."""
+    require_tensor("Slice", "input", t)
     d = _check_range("Slice", t, dim, start, end)
     index = [slice(None)] * t.ndim
     index[d] = slice(start, end)
@@ -91,6 +97,8 @@ def Cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along `dim`; all other dimensions and the dtype must agree."""
     if not tensors:
         raise ShapeError("Cat: needs at least one tensor")
+    for i, t in enumerate(tensors):
+        require_tensor("Cat", f"tensors[{i}]", t)
     first = tensors[0]
     d = normalize_dim("Cat", dim, first.ndim)
     for t in tensors[1:]:
@@ -106,6 +114,7 @@ def RepeatInterleave(t: Tensor, repeats: int, dim: int) -> Tensor:
 
     Grouped-query attention uses it to give each query head the key/value head of its group.
     """
+    require_tensor("RepeatInterleave", "input", t)
     d = normalize_dim("RepeatInterleave", dim, t.ndim)
     if repeats < 1:
         raise ShapeError(f"RepeatInterleave: repeats must be >= 1, got {repeats}")
@@ -116,6 +125,7 @@ def RepeatInterleave(t: Tensor, repeats: int, dim: int) -> Tensor:
 
 def ViewAsComplex64(t: Tensor) -> Tensor:
     """F32 [..., 2k] -> COMPLEX64 [..., k]: adjacent pairs (x[2i], x[2i+1]) become x[2i] + i*x[2i+1]."""
+    require_tensor("ViewAsComplex64", "input", t)
     require_dtype("ViewAsComplex64", t, (DT_F32,))
     if t.ndim == 0 or t.shape[-1] % 2:
         raise ShapeError(f"ViewAsComplex64: last dimension must be even, got shape {format_dims(t.shape)}")
@@ -124,5 +134,8 @@ def ViewAsComplex64(t: Tensor) -> Tensor:
 
 def ViewAsFloat32(t: Tensor) -> Tensor:
     """COMPLEX64 [..., k] -> F32 [..., 2k], the inverse of ViewAsComplex64 (shares storage)."""
+    require_tensor("ViewAsFloat32", "input", t)
     require_dtype("ViewAsFloat32", t, (DT_COMPLEX64,))
+    if t.ndim == 0:
+        raise ShapeError("ViewAsFloat32: needs at least 1 dimension, got shape []")
     return Tensor.wrap(t.data.view(np.float32), DT_F32)

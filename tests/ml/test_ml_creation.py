@@ -145,6 +145,11 @@ def test_polar_shape_mismatch_is_an_error():
         ml.Polar(f32(np.ones(3)), f32(np.ones(4)))
 
 
+def test_polar_needs_tensors():
+    with pytest.raises(DTypeError, match="Polar: abs must be a Tensor, got ndarray"):
+        ml.Polar(np.ones(3, np.float32), f32(np.ones(3)))
+
+
 def test_polar_needs_f32():
     with pytest.raises(DTypeError, match="Polar: angle dtype BF16"):
         ml.Polar(f32(np.ones(3)), ml.Ones([3], DT_BF16))
