@@ -383,7 +383,19 @@ the float32 weights are rounded to bf16 (round to nearest even).
 Checks of the reference itself: stories260K f32 greedy gives 345 ids and then BOS, starting
 403, 407, 261, 378, .... aidreams260K's first 16 ids are 319, 459, 355, 260, .... Both
 match SOURCES.md. See `tests/reference/test_reference_llama.py`.
+
 {real_lines}
+## Reproducibility and tests
+
+Rerunning the command on the same machine writes byte-identical files. The tokenizer is
+trained from memory, so no temporary paths end up in it. On another CPU or torch build, the
+bf16 numbers may differ by an ulp in a few elements, because matmul summation order can differ.
+
+`tests/reference/` checks this material:
+- `test_reference_llama.py` checks the reference against SOURCES.md and Meta's rules.
+- `test_reference_crosscheck.py` compares it with a naive float64 run.c-style forward.
+- `test_reference_fixtures.py` checks that these files are well-formed and still reproduce.
+
 ## Files
 
 | file | bytes |

@@ -8,7 +8,6 @@ implementations is what makes the fixtures trustworthy.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is a development-only tool; not installed")
 
 ROOT = Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("tools") is None:
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tools import reference_llama as ref  # noqa: E402

@@ -6,7 +6,6 @@ regenerate with `python -m tools.make_fixtures` and review the diff.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is a development-only tool; not installed")
 
 ROOT = Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("tools") is None:
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tools import reference_llama as ref  # noqa: E402

@@ -7,7 +7,6 @@ Meta's sizing and rope-scaling rules, bf16 op ordering, and KV-cache consistency
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is a development-only tool; not installed")
 
 ROOT = Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("tools") is None:
+if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # plain `pytest` does not put the repo root on sys.path
 
 from tools import reference_llama as ref  # noqa: E402
