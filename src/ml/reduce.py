@@ -21,7 +21,8 @@ _PARALLEL_MIN = 1 << 15
 def _as_rows(t: Tensor, dim: int) -> tuple[np.ndarray, tuple[int, ...]]:
     """(rows array [R, n] contiguous, shape of the leading dims with the reduced dim last)."""
     data = t.data if dim == t.ndim - 1 else np.ascontiguousarray(np.moveaxis(t.data, dim, -1))
-    return data.reshape(-1, data.shape[-1]), data.shape
+    # the row count is spelled out: reshape(-1, 0) is ambiguous for numpy when the reduced dim is empty
+    return data.reshape(int(np.prod(data.shape[:-1], dtype=np.int64)), data.shape[-1]), data.shape
 
 
 # ---- kernels --------------------------------------------------------------------------------------
