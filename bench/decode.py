@@ -1,0 +1,405 @@
+"""Decode and prefill speed against the machine's memory-bandwidth roofline.
+
+    python -m bench.decode --shape 110M --dtype bf16 --tokens 64 --json
+    python -m bench.decode --shape 7B-layers --dtype bf16 --profile
+
+Decoding one token reads every weight once, so tokens/s is bounded by bandwidth / bytes per token.
+The bandwidth is measured in the same run (a parallel streaming read of a 1 GiB array), so the
+`roofline_fraction` is a ratio of two numbers from the same minutes on the same machine.
+
+Shapes: `260K` (the real stories260K from ../shared/refs when present), `15M` and `110M` (llama2.c
+shapes, random float32 weights written by this script as a llama2.c .bin), `7B-layers` (Llama 2 7B
+dimensions with 2 layers, random bf16 weights in Meta's format). Files are cached in bench/.cache/.
+
+With PyTorch importable, the same weights also run through the independent reference in
+tools/reference_llama.py (PyTorch eager) for `torch_decode_tok_s` and `torch_prefill_tok_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from numba import njit, prange
+
+from llamanuts.common import GLogger
+from llamanuts.ml import GetThreads, SetThreads
+from llamanuts.model import LlamaTransformer, tokens_tensor
+from llamanuts.model.loader import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "bench" / ".cache"
+REFS = REPO.parent / "shared" / "refs"
+PREFILL_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    dim: int
+    hidden_dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    seq_len: int
+    meta_format: bool = False
+
+
+SHAPES = {
+    "15M": Shape("15M", 288, 768, 6, 6, 6, 32000, 256),
+    "110M": Shape("110M", 768, 2048, 12, 12, 12, 32000, 1024),
+    "7B-layers": Shape("7B-layers", 4096, 11008, 2, 32, 32, 32000, 512, meta_format=True),
+}
+
+
+# ---- the roofline: bandwidth measured now, here ------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _stream_sum(a):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(a.size):
+        total += a[i]
+    return total
+
+
+def measure_bandwidth_gb_s(size_bytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Best-of-N parallel streaming read of a float32 array larger than any cache."""
+    a = np.ones(size_bytes // 4, dtype=np.float32)
+    _stream_sum(a[:1024])
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _stream_sum(a)
+        best = min(best, time.perf_counter() - t0)
+    return size_bytes / best / 1e9
+
+
+def decode_bytes_per_token(model: LlamaTransformer) -> int:
+    """Bytes of weights one decode step reads (every matrix once; embedding and norms are tiny)."""
+    total = model.output.nbytes() + model.output_norm.weights.nbytes()
+    for block in model.layers:
+        a, f = block.attention, block.feedForward
+        total += sum(t.nbytes() for t in (a.attn_wq, a.attn_wk, a.attn_wv, a.attn_wo, f.ffn_gate, f.ffn_down, f.ffn_up))
+        total += block.attn_norm.weights.nbytes() + block.ffn_norm.weights.nbytes()
+    return total
+
+
+# ---- model files --------------------------------------------------------------------------------
+
+
+def _write_llama2c(path: Path, shape: Shape, seed: int = 0) -> None:
+    """A llama2.c legacy .bin with random float32 weights (shared classifier)."""
+    rng = np.random.default_rng(seed)
+    head_dim = shape.dim // shape.n_heads
+    kv_dim = shape.n_kv_heads * head_dim
+    L, d, h = shape.n_layers, shape.dim, shape.hidden_dim
+    header = np.array([d, h, L, shape.n_heads, shape.n_kv_heads, shape.vocab_size, shape.seq_len], dtype=np.int32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(header.tobytes())
+        for count, std, center in [
+            (shape.vocab_size * d, 1.0, 0.0),
+            (L * d, 0.1, 1.0),
+            (L * d * d, 0.02, 0.0),
+            (L * kv_dim * d, 0.02, 0.0),
+            (L * kv_dim * d, 0.02, 0.0),
+            (L * d * d, 0.02, 0.0),
+            (L * d, 0.1, 1.0),
+            (L * h * d, 0.02, 0.0),
+            (L * d * h, 0.02, 0.0),
+            (L * h * d, 0.02, 0.0),
+            (d, 0.1, 1.0),
+            (shape.seq_len * head_dim, 0.0, 0.0),  # freq_cis_real (unused)
+        ]:
+            for start in range(0, count, 1 << 24):  # in chunks, to keep memory low
+                n = min(1 << 24, count - start)
+                f.write((center + std * rng.standard_normal(n, dtype=np.float32)).astype(np.float32).tobytes())
+    tmp.rename(path)
+
+
+def _write_meta(directory: Path, shape: Shape) -> None:
+    from bench.load import write_synthetic_checkpoint  # the loader benchmark's writer (no PyTorch needed)
+
+    write_synthetic_checkpoint(
+        directory,
+        dim=shape.dim,
+        hidden_dim=shape.hidden_dim,
+        n_layers=shape.n_layers,
+        n_heads=shape.n_heads,
+        vocab_size=shape.vocab_size,
+    )
+
+
+def model_files(shape_name: str) -> tuple[Path, Path | None]:
+    """(model path, tokenizer path or None) for a shape, writing random weights on first use."""
+    if shape_name == "260K":
+        model = REFS / "stories260K.bin"
+        if not model.exists():
+            raise SystemExit(f"shape 260K needs {model} (the shared reference models beside the repository)")
+        return model, REFS / "tok512.bin"
+    shape = SHAPES[shape_name]
+    if shape.meta_format:
+        directory = CACHE / shape.name
+        if not (directory / "consolidated.00.pth").exists():
+            _write_meta(directory, shape)
+        return directory, None
+    path = CACHE / f"{shape.name}.bin"
+    if not path.exists():
+        _write_llama2c(path, shape)
+    tokenizer = REFS / "llama2c-tokenizer.bin"
+    return path, tokenizer if tokenizer.exists() else None
+
+
+# ---- timing ---------------------------------------------------------------------------------------
+
+
+def _median_rate(run: Callable[[], int], repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = run()
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def time_engine(model: LlamaTransformer, n_tokens: int, repeats: int) -> tuple[float, float]:
+    """(decode tokens/s, prefill tokens/s of a 32-token prompt), medians over `repeats` runs."""
+    vocab = model.args.vocab_size
+    prompt = [1] + [(7 * i + 3) % vocab for i in range(PREFILL_TOKENS - 1)]
+    n_tokens = min(n_tokens, model.args.max_seq_len - 1)
+
+    def prefill() -> int:
+        model.Forward(model.NewInferenceContext(PREFILL_TOKENS), tokens_tensor(prompt), 0)
+        return PREFILL_TOKENS
+
+    def decode() -> int:
+        ctx = model.NewInferenceContext(n_tokens + 1)
+        token = 1
+        for pos in range(n_tokens):
+            token = int(np.argmax(model.Forward(ctx, tokens_tensor([token]), pos).data[0]))
+        return n_tokens
+
+    prefill()  # compile / warm up
+    decode_small = lambda: model.Forward(model.NewInferenceContext(2), tokens_tensor([1]), 0)  # noqa: E731
+    decode_small()
+    return _median_rate(decode, repeats), _median_rate(prefill, repeats)
+
+
+def time_torch(model_path: Path, mode: str, n_tokens: int, repeats: int) -> tuple[float | None, float | None]:
+    """The PyTorch eager reference on the same file, or (None, None) without PyTorch."""
+    try:
+        import torch
+
+        from tools import reference_llama
+    except ImportError:
+        return None, None
+    torch.set_num_threads(GetThreads())
+    ref = reference_llama.load_model(model_path)
+    vocab = ref.args.vocab_size
+    prompt = [1] + [(7 * i + 3) % vocab for i in range(PREFILL_TOKENS - 1)]
+    n_tokens = min(n_tokens, ref.args.max_seq_len - 1)
+
+    def prefill() -> int:
+        reference_llama.run_reference(ref, prompt, 0, mode, record=False)
+        return PREFILL_TOKENS
+
+    def decode() -> int:
+        token = 1
+        for pos in range(n_tokens):
+            logits, _ = reference_llama.run_reference(ref, [token], pos, mode, record=False)
+            token = int(np.argmax(logits[0]))
+        return n_tokens
+
+    with torch.inference_mode():
+        prefill()
+        return _median_rate(decode, repeats), _median_rate(prefill, repeats)
+
+
+# ---- per-stage profile ----------------------------------------------------------------------------
+
+STAGE_TITLES = {
+    4: "input embedding",
+    5: "block loop",
+    6: "attention pre-norm",
+    7: "attention entry",
+    8: "xq, xk, xv",
+    9: "reshape",
+    10: "rotary embeddings",
+    11: "KV cache update",
+    12: "transposes",
+    13: "scores",
+    14: "attention output + wo",
+    15: "attention residual",
+    16: "FFN pre-norm",
+    17: "FFN (w1, w3, w2)",
+    18: "FFN residual",
+    19: "output norm + classifier",
+}
+
+
+def _stage_bytes_flops(model: LlamaTransformer, position: int) -> dict[int, tuple[int, int]]:
+    """Bytes read and floating-point operations per decode token, per stage (analytic)."""
+    args = model.args
+    act = 2 if model.mode == "bf16" else 4
+    kv = args.n_kv_heads * args.head_dim
+    seen = position + 1
+    out: dict[int, list[int]] = {s: [0, 0] for s in STAGE_TITLES}
+    for block in model.layers:
+        a, f = block.attention, block.feedForward
+        qkv = (a.attn_wq, a.attn_wk, a.attn_wv)
+        out[8][0] += sum(t.nbytes() for t in qkv)
+        out[8][1] += sum(2 * t.numel() for t in qkv)
+        out[11][0] += 2 * kv * act
+        out[13][0] += seen * kv * act
+        out[13][1] += 2 * seen * args.n_heads * args.head_dim
+        out[14][0] += seen * kv * act + a.attn_wo.nbytes()
+        out[14][1] += 2 * seen * args.n_heads * args.head_dim + 2 * a.attn_wo.numel()
+        ffn = (f.ffn_gate, f.ffn_down, f.ffn_up)
+        out[17][0] += sum(t.nbytes() for t in ffn)
+        out[17][1] += sum(2 * t.numel() for t in ffn)
+    out[19][0] += model.output.nbytes()
+    out[19][1] += 2 * model.output.numel()
+    return {s: (b, fl) for s, (b, fl) in out.items()}
+
+
+def profile_stages(model: LlamaTransformer, n_tokens: int) -> list[dict[str, Any]]:
+    """Time between consecutive stage markers, summed per stage over `n_tokens` decode steps.
+
+    Uses the debug log's own stage markers as timestamps (GLogger.DebugStage), so the profile needs
+    no extra instrumentation in the model code: when debug is off the hook is a no-op again.
+    """
+    times: dict[int, float] = {s: 0.0 for s in STAGE_TITLES}
+    state = {"stage": None, "t": 0.0}
+
+    def mark(number: int, _title: str) -> None:
+        now = time.perf_counter()
+        if state["stage"] is not None:
+            times[state["stage"]] += now - state["t"]
+        state["stage"], state["t"] = number, now
+
+    n_tokens = min(n_tokens, model.args.max_seq_len - 1)
+    ctx = model.NewInferenceContext(n_tokens + 1)
+    model.Forward(ctx, tokens_tensor([1]), 0)  # warm up, untimed
+    previous = GLogger.DebugStage
+    GLogger.DebugStage = mark
+    try:
+        token = 1
+        for pos in range(1, n_tokens + 1):
+            if pos >= ctx.sequence_length:
+                break
+            logits = model.Forward(ctx, tokens_tensor([token]), pos)
+            mark(0, "end")  # closes stage 19
+            state["stage"] = None
+            token = int(np.argmax(logits.data[0]))
+    finally:
+        GLogger.DebugStage = previous
+    steps = max(1, min(n_tokens, ctx.sequence_length - 1))
+    work = _stage_bytes_flops(model, steps // 2)
+    rows = []
+    total = sum(times.values())
+    for stage, title in STAGE_TITLES.items():
+        seconds = times[stage] / steps
+        nbytes, flops = work[stage]
+        rows.append(
+            {
+                "stage": stage,
+                "title": title,
+                "ms_per_token": seconds * 1e3,
+                "share": times[stage] / total if total else 0.0,
+                "bytes_per_token": nbytes,
+                "gb_s": nbytes / seconds / 1e9 if seconds and nbytes else None,
+                "gflop_s": flops / seconds / 1e9 if seconds and flops else None,
+            }
+        )
+    return rows
+
+
+def print_profile(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="per-stage decode profile (per token)")
+    for column in ("stage", "what", "ms", "share", "MB read", "GB/s", "GFLOP/s"):
+        table.add_column(column, justify="right" if column not in ("what",) else "left")
+    for r in rows:
+        table.add_row(
+            f"{r['stage']:02d}",
+            r["title"],
+            f"{r['ms_per_token']:.3f}",
+            f"{100 * r['share']:.1f}%",
+            f"{r['bytes_per_token'] / 1e6:.2f}" if r["bytes_per_token"] else "",
+            f"{r['gb_s']:.1f}" if r["gb_s"] else "",
+            f"{r['gflop_s']:.1f}" if r["gflop_s"] else "",
+        )
+    Console(stderr=True).print(table)
+
+
+# ---- main -----------------------------------------------------------------------------------------
+
+
+def run(shape: str, dtype: str, tokens: int, repeats: int, with_torch: bool, profile: bool) -> dict[str, Any]:
+    model_path, tokenizer_path = model_files(shape)
+    loaded = load_model(model_path, tokenizer_path=tokenizer_path) if tokenizer_path else load_model(model_path)
+    model = LlamaTransformer(loaded.args, loaded.weights, dtype)
+    bandwidth = measure_bandwidth_gb_s()
+    decode_tok_s, prefill_tok_s = time_engine(model, tokens, repeats)
+    bytes_per_token = decode_bytes_per_token(model)
+    roofline = bandwidth * 1e9 / bytes_per_token
+    torch_decode, torch_prefill = time_torch(model_path, dtype, tokens, repeats) if with_torch else (None, None)
+    result: dict[str, Any] = {
+        "shape": shape,
+        "dtype": dtype,
+        "threads": GetThreads(),
+        "tokens": tokens,
+        "decode_tok_s": round(decode_tok_s, 2),
+        "prefill_tok_s": round(prefill_tok_s, 2),
+        "bandwidth_gb_s": round(bandwidth, 2),
+        "weight_bytes_per_token": bytes_per_token,
+        "roofline_tok_s": round(roofline, 2),
+        "roofline_fraction": round(decode_tok_s / roofline, 3),
+        "torch_decode_tok_s": None if torch_decode is None else round(torch_decode, 2),
+        "torch_prefill_tok_s": None if torch_prefill is None else round(torch_prefill, 2),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    }
+    if profile:
+        result["profile"] = profile_stages(model, tokens)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.decode", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=["260K", *SHAPES], default="110M")
+    parser.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
+    parser.add_argument("--tokens", type=int, default=64, help="decode steps per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference timing")
+    parser.add_argument("--profile", action="store_true", help="add the per-stage decode profile")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = parser.parse_args(argv)
+    if args.threads:
+        SetThreads(args.threads)
+    result = run(args.shape, args.dtype, args.tokens, args.repeats, not args.no_torch, args.profile)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        if args.profile:
+            print_profile(result.pop("profile"))
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
