@@ -1,0 +1,138 @@
+"""The chapters in docs/ cannot drift from the code or from a real debug.log.
+
+- every `file` and `file: Class.function` a chapter names exists (functions found with `ast`);
+- every `<!-- excerpt: FILE -->` block still occurs in FILE, line for line;
+- every `<!-- debuglog -->` line occurs, in order, in the log of a real debug run of the default
+  model, made once per session with the exact command docs/index.md gives the reader;
+- every `STAGE NN: TITLE` named in the docs is written by that run, and every stage the run
+  writes has a chapter heading.
+
+The logic lives in tools/docs_excerpts.py, which also rewrites the quoted log lines after a code
+change (`python tools/docs_excerpts.py`, then read `git diff docs/`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = REPO / "models" / "kjv" / "consolidated.00.pth"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("docs_excerpts", REPO / "tools" / "docs_excerpts.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["docs_excerpts"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+tool = _load_tool()
+CHAPTERS = tool.chapters()
+IDS = [p.name for p in CHAPTERS]
+
+
+@pytest.fixture(scope="module")
+def debug_log(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    if not (REPO / "cmd" / "llama_infer.py").is_file():
+        pytest.skip("cmd/llama_infer.py is not there yet: the debug run cannot be made")
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"the default model is missing ({DEFAULT_MODEL.relative_to(REPO)})")
+    path = tmp_path_factory.mktemp("docs") / "debug.log"
+    started = time.perf_counter()
+    lines = tool.run_debug(path)
+    print(f"debug run: {len(lines)} lines in {time.perf_counter() - started:.1f} s")
+    return lines
+
+
+def test_docs_exist() -> None:
+    names = {p.name for p in CHAPTERS}
+    for required in ("index.md", "00-the-journey.md", "13-generating-next-tokens.md", "20-diagrams.md"):
+        assert required in names
+
+
+def test_index_gives_the_debug_command() -> None:
+    argv = tool.debug_command()
+    assert argv[:3] == ["python", "-m", "cmd.llama_infer"]
+    assert "--debug" in argv and "--prompt" in argv
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_named_files_and_functions_exist(chapter: Path) -> None:
+    problems = tool.check_references(chapter)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_code_excerpts_are_verbatim(chapter: Path) -> None:
+    problems = [p for b in tool.parse_blocks(chapter) if b.kind == "excerpt" for p in tool.check_excerpt(b)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_quoted_debug_log_lines_come_from_a_real_run(chapter: Path, debug_log: list[str]) -> None:
+    problems = [p for b in tool.parse_blocks(chapter) if b.kind == "debuglog" for p in tool.check_debuglog(b, debug_log)]
+    assert not problems, "\n".join(problems) + "\n(regenerate with: python tools/docs_excerpts.py)"
+
+
+def test_stage_markers_match_the_log(debug_log: list[str]) -> None:
+    stages = tool.log_stages(debug_log)
+    assert len(stages) == 19, f"expected the 19 stages, the log writes {sorted(stages)}"
+    problems = tool.check_stages(debug_log, CHAPTERS)
+    assert not problems, "\n".join(problems)
+
+
+# ---- the checker itself --------------------------------------------------------------------------
+def test_checker_catches_drift(tmp_path: Path) -> None:
+    chapter = tool.DOCS / "zz-drift-probe.md"
+    chapter = tmp_path / "probe.md"
+    chapter.write_text(
+        "`src/model/rope.py: precomputeFreqsCis` and `src/model/nope.py` and "
+        "`src/model/rmsnorm.py: RMSNorm.noSuchMethod`\n\n"
+        "<!-- excerpt: src/model/rmsnorm.py -->\n```python\ndef Forward(self, x: Tensor) -> Tensor:\n"
+        "    h = self.doNormalization(x)\n```\n\n"
+        "<!-- excerpt: src/model/rmsnorm.py -->\n```python\n    h = self.notThere(x)\n```\n\n"
+        "<!-- debuglog -->\n```text\n[DEBUG]01:02:03.123456 ==== STAGE 13: CALCULATING SCORES ==== (0.1000 secs)\n"
+        "...\n[DEBUG]01:02:03.123456 a line no run writes (0.0000 secs)\n```\n",
+        encoding="utf-8",
+    )
+    tool_repo = tool.REPO
+    chapter_in_repo = tool_repo / "docs" / ".probe-check.md"
+    try:
+        chapter_in_repo.write_text(chapter.read_text(encoding="utf-8"), encoding="utf-8")
+        refs = tool.check_references(chapter_in_repo)
+        assert any("nope.py" in p for p in refs) and any("noSuchMethod" in p for p in refs)
+        assert not any("precomputeFreqsCis" in p for p in refs)
+        blocks = tool.parse_blocks(chapter_in_repo)
+        assert [b.kind for b in blocks] == ["excerpt", "excerpt", "debuglog"]
+        assert tool.check_excerpt(blocks[0]) == []
+        assert tool.check_excerpt(blocks[1])
+        log = ["[DEBUG]09:09:09.000001 ==== STAGE 13: CALCULATING SCORES ==== (1.2345 secs)"]
+        problems = tool.check_debuglog(blocks[2], log)
+        assert len(problems) == 1 and "a line no run writes" in problems[0]
+    finally:
+        chapter_in_repo.unlink()
+
+
+def test_rewrite_keeps_unchanged_lines_and_follows_new_shapes() -> None:
+    old = [
+        "[DEBUG]10:00:00.000001 ==== STAGE 13: CALCULATING SCORES ==== (0.0001 secs)",
+        "[DEBUG]10:00:00.000002 Calling MatMul for xq shape([8 5 8]) and keys transposed shape([8 8 5]) -> tensor scores (0.0000 secs)",
+    ]
+    log = [
+        "[DEBUG]11:00:00.000001 ==== STAGE 12: DOING TRANSPOSES ==== (0.0001 secs)",
+        "[DEBUG]11:00:00.000002 ==== STAGE 13: CALCULATING SCORES ==== (0.0003 secs)",
+        "[DEBUG]11:00:00.000003 Calling MatMul for xq shape([6 7 16]) and keys transposed shape([6 16 7]) -> tensor scores (0.0000 secs)",
+        "[DEBUG]11:00:00.000004 ==== STAGE 14: CALCULATING THE ATTENTION OUTPUT ==== (0.0001 secs)",
+    ]
+    block = tool.Block(REPO / "docs" / "x.md", "debuglog", "", 1, 0, 0, old)
+    new, problems = tool.regenerate(block, log)
+    assert not problems
+    assert new[0] == old[0]  # only the time fields differ: kept as written
+    assert new[1] == log[2]

@@ -1,0 +1,548 @@
+"""Keep the chapters in docs/ true to the code and to a real debug.log.
+
+The chapters quote three kinds of things, each behind a marker this script understands:
+
+    <!-- excerpt: src/model/rmsnorm.py -->       the fenced block after it is code copied from that
+    ```python                                    file; a line holding only `...` (or `# ...`) skips
+    ...                                          lines; the block may be dedented as a whole
+    ```
+
+    <!-- debuglog -->                            the fenced block after it is lines of debug.log from
+    ```text                                      a real run of the default model; `...` skips lines
+    [DEBUG]16:52:38.894961 ==== STAGE 08: ...
+    ```
+
+    <!-- debug-command -->                       (docs/index.md only) the command whose log the
+    ```bash                                      chapters quote; the check runs exactly this command
+    python -m cmd.llama_infer --debug ...        with `--debug-log <tmp>` added
+    ```
+
+and, in prose, file references written as inline code: `src/model/rope.py` or
+`src/model/llamatransformer.py: LlamaTransformer.Forward`.
+
+What is checked (also by tests/docs/test_docs_check.py, which imports this file):
+- every referenced file exists, and every `file: Name.name` resolves in that file's syntax tree;
+- every excerpt still occurs in its file, line for line;
+- every quoted debug.log line occurs in a fresh log, in order, each `...`-free run contiguous
+  (the wall time and the seconds fields are normalised away);
+- every `STAGE NN: TITLE` the chapters name is a stage the log writes, and every stage the log
+  writes has a chapter heading.
+
+Usage, from the repository root:
+
+    python tools/docs_excerpts.py            # run the debug command, rewrite the debuglog blocks, check
+    python tools/docs_excerpts.py --check    # check only (exit status 1 on problems)
+    python tools/docs_excerpts.py --log debug.log        # use an existing log instead of a run
+
+Rewriting finds each quoted run of lines in the fresh log by its first message text (numbers and
+shapes may have changed), takes the new lines up to the one that matches the run's last line, and
+keeps a quoted line byte for byte when only its time fields differ, so `git diff docs/` shows just
+what the code change changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+EXCERPT_MARKER = re.compile(r"^<!--\s*excerpt:\s*(?P<path>\S+)\s*-->\s*$")
+DEBUGLOG_MARKER = re.compile(r"^<!--\s*debuglog\s*-->\s*$")
+COMMAND_MARKER = re.compile(r"^<!--\s*debug-command\s*-->\s*$")
+FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)\s*$")
+
+# Inline code naming a repository file, optionally followed by `: Class.method`.
+REFERENCE = re.compile(
+    r"^(?P<path>(?:src|cmd|tools|tests|bench|docs|models)/[\w./-]*[\w]|README\.md|pyproject\.toml|mkdocs\.yml)"
+    r"(?::\s*(?P<symbol>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*))?$"
+)
+INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+
+TIME_FIELD = re.compile(r"\d\d:\d\d:\d\d\.\d{6}")
+SECONDS_FIELD = re.compile(r"\d+\.\d+ secs")
+STAGE_IN_LOG = re.compile(r"==== STAGE (?P<number>\d\d): (?P<title>.+?) ====")
+STAGE_IN_DOCS = re.compile(r"STAGE (?P<number>\d\d)(?:: (?P<title>[A-Z][A-Z0-9 ,'/-]*[A-Z0-9]))?")
+STAGE_HEADING = re.compile(r"^#{1,6}\s.*?STAGE (?P<number>\d\d): (?P<title>[A-Z][A-Z0-9 ,'/-]*[A-Z0-9])")
+ELISION = ("...", "# ...")
+NUMBERS = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+DEFAULT_TIMEOUT = 900  # seconds for the debug run
+
+
+# ---- reading the chapters -------------------------------------------------------------------------
+@dataclass
+class Block:
+    """One marked fenced block of a chapter; `first`/`last` index its content lines in the file."""
+
+    chapter: Path
+    kind: str  # "excerpt", "debuglog" or "command"
+    target: str  # the excerpt's source file ("" for the others)
+    marker_line: int  # 1-based, for messages
+    first: int  # index of the first content line (0-based, in the chapter's lines)
+    last: int  # index after the last content line (the closing fence)
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return f"{self.chapter.relative_to(REPO)}:{self.marker_line}"
+
+
+def chapters() -> list[Path]:
+    """Every Markdown file of the docs (docs/PERFORMANCE.md included: its references are checked too)."""
+    return sorted(DOCS.glob("*.md"))
+
+
+def parse_blocks(chapter: Path) -> list[Block]:
+    lines = chapter.read_text(encoding="utf-8").split("\n")
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        kind, target = "", ""
+        if m := EXCERPT_MARKER.match(line):
+            kind, target = "excerpt", m.group("path")
+        elif DEBUGLOG_MARKER.match(line):
+            kind = "debuglog"
+        elif COMMAND_MARKER.match(line):
+            kind = "command"
+        if not kind:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        opening = FENCE_OPEN.match(lines[j]) if j < len(lines) else None
+        if opening is None:
+            raise ValueError(f"{chapter.relative_to(REPO)}:{i + 1}: a {kind} marker must be followed by a fenced block")
+        fence = opening.group("fence")
+        k = j + 1
+        while k < len(lines) and lines[k].strip() != fence:
+            k += 1
+        if k == len(lines):
+            raise ValueError(f"{chapter.relative_to(REPO)}:{j + 1}: the fenced block is never closed")
+        blocks.append(Block(chapter, kind, target, i + 1, j + 1, k, lines[j + 1 : k]))
+        i = k + 1
+    return blocks
+
+
+def prose(chapter: Path) -> str:
+    """The chapter without its fenced blocks (references are looked for in prose and tables only)."""
+    out: list[str] = []
+    fence = ""
+    for line in chapter.read_text(encoding="utf-8").split("\n"):
+        m = FENCE_OPEN.match(line.strip()) if not fence else None
+        if fence:
+            if line.strip() == fence:
+                fence = ""
+            continue
+        if m:
+            fence = m.group("fence")
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+# ---- references -----------------------------------------------------------------------------------
+def references(chapter: Path) -> list[tuple[str, str | None]]:
+    found = []
+    for code in INLINE_CODE.findall(prose(chapter)):
+        m = REFERENCE.match(code.strip())
+        if m:
+            found.append((m.group("path"), m.group("symbol")))
+    return found
+
+
+def _members(body: list[ast.stmt]) -> dict[str, ast.AST]:
+    names: dict[str, ast.AST] = {}
+    for node in body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names[node.name] = node
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        names[name.id] = node
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names[node.target.id] = node
+        elif isinstance(node, (ast.If, ast.Try)):
+            names.update(_members(node.body))
+    return names
+
+
+def _instance_attributes(cls: ast.ClassDef) -> set[str]:
+    """`self.X = ...` anywhere in the class's methods: attributes such as GLogger.DebugStage."""
+    found = set()
+    for node in ast.walk(cls):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                found.add(target.attr)
+    return found
+
+
+def resolve_symbol(path: Path, symbol: str) -> str | None:
+    """None if `symbol` (dotted: Class.method) is defined in the Python file `path`, else why not."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    except SyntaxError as exc:
+        return f"cannot parse {path.relative_to(REPO)}: {exc}"
+    scope: ast.AST = tree
+    parts = symbol.split(".")
+    for index, part in enumerate(parts):
+        members = _members(scope.body)  # type: ignore[attr-defined]
+        node = members.get(part)
+        if node is None and isinstance(scope, ast.ClassDef) and part in _instance_attributes(scope):
+            if index == len(parts) - 1:
+                return None
+        if node is None:
+            where = "the module" if scope is tree else f"{'.'.join(parts[:index])}"
+            return f"{part!r} is not defined in {where} of {path.relative_to(REPO)}"
+        if not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and index < len(parts) - 1:
+            return f"{'.'.join(parts[: index + 1])} in {path.relative_to(REPO)} is not a class or function"
+        scope = node
+    return None
+
+
+def check_references(chapter: Path) -> list[str]:
+    problems = []
+    for path_text, symbol in references(chapter):
+        path = REPO / path_text
+        if not path.exists():
+            problems.append(f"{chapter.relative_to(REPO)}: names `{path_text}`, which does not exist")
+            continue
+        if symbol:
+            if path.suffix != ".py":
+                problems.append(f"{chapter.relative_to(REPO)}: `{path_text}: {symbol}` names a symbol in a non-Python file")
+                continue
+            why = resolve_symbol(path, symbol)
+            if why:
+                problems.append(f"{chapter.relative_to(REPO)}: `{path_text}: {symbol}`: {why}")
+    return problems
+
+
+# ---- excerpts -------------------------------------------------------------------------------------
+def segments(lines: list[str]) -> list[list[str]]:
+    """Split a block at its elision lines; drop blank lines at the edges of each segment."""
+    out: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip() in ELISION:
+            out.append([])
+        else:
+            out[-1].append(line)
+    trimmed = []
+    for seg in out:
+        while seg and not seg[0].strip():
+            seg = seg[1:]
+        while seg and not seg[-1].strip():
+            seg = seg[:-1]
+        if seg:
+            trimmed.append(seg)
+    return trimmed
+
+
+def _matches_at(file_lines: list[str], start: int, seg: list[str]) -> bool:
+    """seg == file_lines[start:] with one common indentation added to every non-blank line."""
+    first = file_lines[start].rstrip()
+    head = seg[0].rstrip()
+    if not first.endswith(head.lstrip()) or len(first) < len(head):
+        return False
+    indent = first[: len(first) - len(head)]
+    if indent.strip():
+        return False
+    for offset, line in enumerate(seg):
+        if start + offset >= len(file_lines):
+            return False
+        actual = file_lines[start + offset].rstrip()
+        wanted = line.rstrip()
+        if not wanted:
+            if actual.strip():
+                return False
+        elif actual != indent + wanted:
+            return False
+    return True
+
+
+def find_segment(file_lines: list[str], seg: list[str], begin: int = 0) -> int:
+    for start in range(begin, len(file_lines)):
+        if _matches_at(file_lines, start, seg):
+            return start
+    return -1
+
+
+def check_excerpt(block: Block) -> list[str]:
+    source = REPO / block.target
+    if not source.is_file():
+        return [f"{block.where}: excerpt from `{block.target}`, which does not exist"]
+    file_lines = source.read_text(encoding="utf-8").split("\n")
+    problems = []
+    position = 0
+    for seg in segments(block.lines):
+        found = find_segment(file_lines, seg, position)
+        if found < 0:
+            anywhere = find_segment(file_lines, seg, 0)
+            if anywhere >= 0:
+                problems.append(f"{block.where}: excerpt of `{block.target}` is out of order at {seg[0].strip()!r}")
+                continue
+            problems.append(
+                f"{block.where}: excerpt of `{block.target}` no longer occurs in the file; first lines:\n    "
+                + "\n    ".join(seg[:3])
+                + _closest(seg[0], file_lines)
+            )
+            continue
+        position = found + len(seg)
+    return problems
+
+
+def _closest(line: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(line.strip(), [c.strip() for c in candidates if c.strip()], n=1, cutoff=0.5)
+    return f"\n  closest line in the file: {close[0]!r}" if close else ""
+
+
+# ---- debug.log ------------------------------------------------------------------------------------
+def normalize(line: str) -> str:
+    line = TIME_FIELD.sub("HH:MM:SS.ffffff", line.rstrip())
+    return SECONDS_FIELD.sub("N.NNNN secs", line)
+
+
+def message_key(line: str) -> str:
+    """A line's message with every number blanked: what identifies it across model changes."""
+    text = normalize(line)
+    text = re.sub(r"^\[\w+\]HH:MM:SS\.ffffff ", "", text)
+    text = text.replace(" (N.NNNN secs)", "")
+    return NUMBERS.sub("#", text)
+
+
+def find_run(log: list[str], seg: list[str], begin: int = 0) -> int:
+    """Index where the normalised lines `seg` occur contiguously in the normalised `log`, or -1."""
+    wanted = [normalize(s) for s in seg]
+    first = wanted[0]
+    for start in range(begin, len(log) - len(wanted) + 1):
+        if log[start] == first and log[start : start + len(wanted)] == wanted:
+            return start
+    return -1
+
+
+def check_debuglog(block: Block, log_lines: list[str]) -> list[str]:
+    normalized = [normalize(line) for line in log_lines]
+    problems = []
+    position = 0
+    for seg in segments(block.lines):
+        found = find_run(normalized, seg, position)
+        if found >= 0:
+            position = found + len(seg)
+            continue
+        # Say which line broke the run, and what the log has instead.
+        for size in range(len(seg), 0, -1):
+            if find_run(normalized, seg[:size], position) >= 0:
+                break
+        else:
+            size = 0
+        bad = seg[size] if size < len(seg) else seg[0]
+        problems.append(
+            f"{block.where}: quoted debug.log line not found in the fresh log (in order, contiguous):\n    {bad}"
+            + _closest(normalize(bad), normalized)
+        )
+    return problems
+
+
+def log_stages(log_lines: list[str]) -> dict[str, str]:
+    """'13' -> 'CALCULATING SCORES' for every stage the log writes."""
+    stages: dict[str, str] = {}
+    for line in log_lines:
+        m = STAGE_IN_LOG.search(line)
+        if m:
+            stages[m.group("number")] = m.group("title")
+    return stages
+
+
+def check_stages(log_lines: list[str], files: list[Path]) -> list[str]:
+    stages = log_stages(log_lines)
+    problems = []
+    headed: set[str] = set()
+    for chapter in files:
+        text = chapter.read_text(encoding="utf-8")
+        for number, line in enumerate(text.split("\n"), start=1):
+            for m in STAGE_IN_DOCS.finditer(line):
+                n, title = m.group("number"), m.group("title")
+                if n not in stages:
+                    problems.append(f"{chapter.relative_to(REPO)}:{number}: STAGE {n} does not occur in the log")
+                elif title is not None and title != stages[n]:
+                    problems.append(
+                        f"{chapter.relative_to(REPO)}:{number}: 'STAGE {n}: {title}' but the log writes "
+                        f"'STAGE {n}: {stages[n]}'"
+                    )
+            h = STAGE_HEADING.match(line)
+            if h and stages.get(h.group("number")) == h.group("title"):
+                headed.add(h.group("number"))
+    for n, title in sorted(stages.items()):
+        if n not in headed:
+            problems.append(f"the log writes 'STAGE {n}: {title}' but no chapter has a heading for it")
+    return problems
+
+
+# ---- the debug run --------------------------------------------------------------------------------
+def debug_command(index: Path = DOCS / "index.md") -> list[str]:
+    """The argv of the command docs/index.md tells the reader to run (the `python` word first)."""
+    for block in parse_blocks(index):
+        if block.kind == "command":
+            for line in block.lines:
+                if "cmd.llama_infer" in line:
+                    return shlex.split(line.strip().lstrip("$ "))
+    raise ValueError(f"{index.relative_to(REPO)} has no <!-- debug-command --> block with a cmd.llama_infer line")
+
+
+def run_debug(log_path: Path, extra: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT) -> list[str]:
+    """Run the docs' debug command from the repository root, writing the log to `log_path`."""
+    argv = debug_command()
+    argv = [sys.executable] + argv[1:] + (extra or []) + ["--debug-log", str(log_path)]
+    result = subprocess.run(
+        argv, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"the debug run failed (exit {result.returncode}): {shlex.join(argv)}\n{result.stderr[-3000:]}"
+        )
+    return log_path.read_text(encoding="utf-8").split("\n")
+
+
+# ---- rewriting ------------------------------------------------------------------------------------
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, normalize(a), normalize(b)).ratio()
+
+
+def _locate(log: list[str], seg: list[str], begin: int) -> int:
+    """Where a quoted run now starts: exact if possible, else the best window by message text."""
+    exact = find_run([normalize(x) for x in log], seg, begin)
+    if exact >= 0:
+        return exact
+    keys = [message_key(x) for x in log]
+    head = message_key(seg[0])
+    best, best_score = -1, -1.0
+    for start in range(begin, len(log)):
+        if keys[start] != head:
+            continue
+        window = log[start : start + len(seg)]
+        score = sum(_similarity(a, b) for a, b in zip(window, seg))
+        if score > best_score + 1e-9:
+            best, best_score = start, score
+    return best
+
+
+def _run_end(log: list[str], seg: list[str], start: int) -> int:
+    """Index after the new run: up to the line that matches the old run's last line."""
+    last_key = message_key(seg[-1])
+    limit = min(len(log), start + 2 * len(seg) + 10)
+    candidates = [i for i in range(start + len(seg) - 1 - 5, limit) if i >= start and message_key(log[i]) == last_key]
+    if candidates:
+        target = start + len(seg) - 1
+        return min(candidates, key=lambda i: abs(i - target)) + 1
+    return min(len(log), start + len(seg))
+
+
+def regenerate(block: Block, log: list[str]) -> tuple[list[str], list[str]]:
+    """(new block lines, problems): each quoted run replaced by the fresh log's run."""
+    new_lines: list[str] = []
+    problems: list[str] = []
+    position = 0
+    segs = segments(block.lines)
+    for number, seg in enumerate(segs):
+        start = _locate(log, seg, position)
+        if start < 0:
+            problems.append(f"{block.where}: cannot find {message_key(seg[0])!r} in the fresh log; block left as is")
+            return block.lines, problems
+        end = _run_end(log, seg, start)
+        old_by_norm = {normalize(x): x for x in seg}
+        fresh = [old_by_norm.get(normalize(x), x.rstrip()) for x in log[start:end]]
+        if number:
+            new_lines.append("...")
+        new_lines.extend(fresh)
+        position = end
+    return new_lines, problems
+
+
+def rewrite_chapters(log: list[str], files: list[Path]) -> tuple[list[Path], list[str]]:
+    changed, problems = [], []
+    for chapter in files:
+        blocks = [b for b in parse_blocks(chapter) if b.kind == "debuglog"]
+        if not blocks:
+            continue
+        lines = chapter.read_text(encoding="utf-8").split("\n")
+        for block in reversed(blocks):  # from the end, so earlier indexes stay valid
+            new, issues = regenerate(block, log)
+            problems += issues
+            lines[block.first : block.last] = new
+        text = "\n".join(lines)
+        if text != chapter.read_text(encoding="utf-8"):
+            chapter.write_text(text, encoding="utf-8")
+            changed.append(chapter)
+    return changed, problems
+
+
+# ---- everything -----------------------------------------------------------------------------------
+def check_all(log: list[str] | None, files: list[Path] | None = None) -> list[str]:
+    files = files if files is not None else chapters()
+    problems: list[str] = []
+    for chapter in files:
+        problems += check_references(chapter)
+        for block in parse_blocks(chapter):
+            if block.kind == "excerpt":
+                problems += check_excerpt(block)
+            elif block.kind == "debuglog" and log is not None:
+                problems += check_debuglog(block, log)
+    if log is not None:
+        problems += check_stages(log, files)
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="check only; do not rewrite the debuglog blocks")
+    parser.add_argument("--log", type=Path, help="use this debug.log instead of running the debug command")
+    parser.add_argument("--keep-log", type=Path, help="keep the fresh log at this path")
+    parser.add_argument("--extra", default="", help="extra CLI arguments for the debug run (development only)")
+    args = parser.parse_args(argv)
+
+    if args.log is not None:
+        log = args.log.read_text(encoding="utf-8").split("\n")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "debug.log"
+            print(f"running: {shlex.join(debug_command())} --debug-log {path}", file=sys.stderr)
+            log = run_debug(path, shlex.split(args.extra))
+            if args.keep_log:
+                args.keep_log.write_text("\n".join(log), encoding="utf-8")
+
+    if not args.check:
+        changed, problems = rewrite_chapters(log, chapters())
+        for path in changed:
+            print(f"rewrote debuglog blocks in {path.relative_to(REPO)}", file=sys.stderr)
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
+
+    problems = check_all(log)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    files = chapters()
+    blocks = [b for f in files for b in parse_blocks(f)]
+    print(
+        f"{len(files)} chapters, {sum(b.kind == 'excerpt' for b in blocks)} excerpts, "
+        f"{sum(b.kind == 'debuglog' for b in blocks)} debug.log quotes, "
+        f"{sum(len(references(f)) for f in files)} file references: "
+        + ("OK" if not problems else f"{len(problems)} problem(s)"),
+        file=sys.stderr,
+    )
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
