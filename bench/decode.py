@@ -128,19 +128,6 @@ def _write_llama2c(path: Path, shape: Shape, seed: int = 0) -> None:
     tmp.rename(path)
 
 
-def _write_meta(directory: Path, shape: Shape) -> None:
-    from bench.load import write_synthetic_checkpoint  # the loader benchmark's writer (no PyTorch needed)
-
-    write_synthetic_checkpoint(
-        directory,
-        dim=shape.dim,
-        hidden_dim=shape.hidden_dim,
-        n_layers=shape.n_layers,
-        n_heads=shape.n_heads,
-        vocab_size=shape.vocab_size,
-    )
-
-
 def model_files(shape_name: str) -> tuple[Path, Path | None]:
     """(model path, tokenizer path or None) for a shape, writing random weights on first use."""
     if shape_name == "260K":
@@ -150,10 +137,11 @@ def model_files(shape_name: str) -> tuple[Path, Path | None]:
         return model, REFS / "tok512.bin"
     shape = SHAPES[shape_name]
     if shape.meta_format:
-        directory = CACHE / shape.name
-        if not (directory / "consolidated.00.pth").exists():
-            _write_meta(directory, shape)
-        return directory, None
+        # the loader benchmark writes this Llama 2 7B-shaped checkpoint (no PyTorch needed); share it
+        from bench import load as load_bench
+
+        load_bench.prepare(load_bench.DEFAULT_CACHE)
+        return load_bench.DEFAULT_CACHE, None
     path = CACHE / f"{shape.name}.bin"
     if not path.exists():
         _write_llama2c(path, shape)
