@@ -75,7 +75,21 @@ def read_tiktoken_ranks(path: str | Path, data: bytes) -> dict[bytes, int]:
         ranks[token] = rank
     if not ranks:
         raise TokenizerError(path, "the tiktoken ranks file holds no tokens")
+    _check_all_bytes_ranked(path, ranks)
     return ranks
+
+
+def _check_all_bytes_ranked(path: str | Path, ranks: dict[bytes, int]) -> None:
+    """Byte-level BPE starts from single bytes, so any text is encodable only if all 256 are ranked.
+
+    Without this a missing byte would surface as a panic inside tiktoken at encode time.
+    """
+    missing = [value for value in range(256) if bytes([value]) not in ranks]
+    if missing:
+        shown = ", ".join(f"0x{value:02X}" for value in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        raise TokenizerError(path, f"no rank for the single byte(s) {shown}{more}; "
+                                   "byte-level BPE needs all 256")
 
 
 def _parse_line(path: str | Path, line: bytes, line_number: int) -> tuple[bytes, int]:
