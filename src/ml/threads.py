@@ -11,7 +11,7 @@ def SetThreads(n: int) -> int:
     if not 1 <= n <= limit:
         from ..common.errors import LlamaError
 
-        raise LlamaError(f"threads must be between 1 and {limit}, got {n}")
+        raise LlamaError(f"SetThreads: threads must be between 1 and {limit}, got {n}")
     numba.set_num_threads(n)
     return n
 

@@ -131,3 +131,24 @@ def assert_f32_within_ulps(got: np.ndarray, ref64: np.ndarray, ulps: float) -> N
         idx = np.flatnonzero(~ok.reshape(-1))[:10]
         rows = [f"ref={ref64.reshape(-1)[i]!r} got={got.reshape(-1)[i]!r}" for i in idx]
         raise AssertionError(f"{(~ok).sum()} results off by more than {ulps} ulps:\n" + "\n".join(rows))
+
+
+def bf16_ulp(values: np.ndarray) -> np.ndarray:
+    """Spacing of bf16 numbers at |values| (float64): 2^(e-7) in [2^e, 2^(e+1)), 2^-133 below 2^-126."""
+    a = np.abs(np.asarray(values, dtype=np.float64))
+    _, e = np.frexp(a)  # a in [2^(e-1), 2^e)
+    return np.maximum(np.ldexp(1.0, e - 1 - 7), 2.0**-133)
+
+
+def assert_bf16_within_one_ulp(got_bits: np.ndarray, ref64: np.ndarray) -> None:
+    """Finite bf16 results at most one bf16 ulp away from rne(ref64): a float32 accumulation in another
+    order can move a value that lies near a rounding boundary to the neighbouring bf16."""
+    got = bf16_bits_to_f64_ref(got_bits).reshape(-1)
+    expected = bf16_bits_to_f64_ref(rne_bf16_array(ref64)).reshape(-1)
+    assert got.shape == expected.shape
+    assert np.isfinite(expected).all(), "reference must be finite"
+    ulp = np.maximum(bf16_ulp(expected), bf16_ulp(got))
+    bad = np.flatnonzero(~(np.abs(got - expected) <= ulp))
+    if bad.size:
+        rows = [f"ref={float(np.ravel(ref64)[i])!r} expected={expected[i]!r} got={got[i]!r}" for i in bad[:10]]
+        raise AssertionError(f"{bad.size} of {got.size} bf16 results more than 1 ulp off:\n" + "\n".join(rows))
