@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..common.errors import ModelFileError
+from ..common.logger import GLogger
 from ..ml import Tensor, format_dims
 from ..torch.checkpoint import find_consolidated_checkpoint, load_torch_checkpoint
 from .llama2c import load_llama2c_model
@@ -99,6 +100,7 @@ def load_meta_model(
     params = load_params(files["params"])
     tokenizer = _load_tokenizer(files["tokenizer"])
     args = model_args_from_params(params, files["params"], tokenizer.vocab_size)
+    GLogger.DebugPrintf("Meta model %s: %s", directory, args)
     tensors = load_torch_checkpoint(files["checkpoint"], progress)
     weights = weights_from_state_dict(tensors, args, files["checkpoint"])
     _check_tokenizer_fits(tokenizer, args, files["tokenizer"])
@@ -117,6 +119,7 @@ def load_llama2c(
         )
     tokenizer_path = Path(tokenizer_path)
     args, weights = load_llama2c_model(path)
+    GLogger.DebugPrintf("llama2.c model %s: %s", path, args)
     named = list(weights.named_tensors())
     for done, (name, _tensor) in enumerate(named, start=1):
         if progress is not None:
@@ -185,6 +188,11 @@ def check_weight_shapes(
 def weights_from_state_dict(tensors: dict[str, Tensor], args: ModelArgs, path: str | Path) -> ModelWeights:
     """Check names (missing / unexpected) and shapes, then arrange the tensors into ModelWeights."""
     expected = expected_shapes(args)
+    # Without output.weight the classifier is the embedding table (tied weights, as in the small
+    # Llama 3.2 models); ModelWeights then holds one tensor for both.
+    shared_classifier = "output.weight" not in tensors and "tok_embeddings.weight" in tensors
+    if shared_classifier:
+        del expected["output.weight"]
     missing = [name for name in expected if name not in tensors]
     if missing:
         raise ModelFileError(
@@ -198,6 +206,10 @@ def weights_from_state_dict(tensors: dict[str, Tensor], args: ModelArgs, path: s
             f"match the checkpoint?): {_names(unexpected)}",
         )
     check_weight_shapes(args, ((name, tensors[name]) for name in expected), path)
+    GLogger.DebugPrintf(
+        "Mapped %d tensors into ModelWeights (%d layers, shared classifier: %s)",
+        len(expected), args.n_layers, shared_classifier,
+    )
     layers = [
         LayerWeights(**{field_name: tensors[f"layers.{i}.{meta}"] for field_name, meta in _LAYER_TENSORS.items()})
         for i in range(args.n_layers)
@@ -206,7 +218,7 @@ def weights_from_state_dict(tensors: dict[str, Tensor], args: ModelArgs, path: s
         tok_embeddings=tensors["tok_embeddings.weight"],
         layers=layers,
         norm=tensors["norm.weight"],
-        output=tensors["output.weight"],
+        output=tensors["tok_embeddings.weight"] if shared_classifier else tensors["output.weight"],
     )
 
 

@@ -97,7 +97,7 @@ class Unpickler:
             if op is None:
                 raise UnsafeModelError(
                     self.path,
-                    f"pickle opcode {opcode_name(byte)} (0x{byte:02x}) at byte {self.opcode_start} is not allowed; "
+                    f"pickle opcode {opcode_name(byte)} (0x{byte:02x}) is not allowed (at byte {self.opcode_start}): "
                     f"only the opcodes torch.save writes are interpreted, and nothing was executed",
                 )
             if op is Op.STOP:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..common.errors import ModelFileError
+from ..common.logger import GLogger
 from ..common.mmapfile import MmapFile
 from ..ml import DT_BF16, DT_F32, Tensor, format_dims
 from ..ml.dtype import DataType
@@ -83,6 +84,7 @@ def load_torch_checkpoint(path: str | Path, progress: Progress | None = None) ->
     file = MmapFile(path)
     archive = ZipArchive(file)
     pickle_name = _find_pickle(archive)
+    GLogger.DebugPrintf("Checkpoint %s: %d bytes mapped, %d zip entries", path, file.size, len(archive.entries))
     prefix = pickle_name[: -len("data.pkl")]
     _check_byteorder(archive, prefix)
 
@@ -98,6 +100,7 @@ def load_torch_checkpoint(path: str | Path, progress: Progress | None = None) ->
         tensors[name] = _map_tensor(file, name, record)
         if progress is not None:
             progress(done, len(records), name)
+    GLogger.DebugPrintf("Checkpoint %s: %d tensors over %d storages, no weight byte read", path, len(tensors), len(storages))
     # The views keep the map alive; close() unmaps at once only when nothing was mapped.
     if not tensors:
         file.close()

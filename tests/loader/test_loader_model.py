@@ -147,3 +147,15 @@ def test_shared_tiny_models_load(directory):
         pytest.skip(f"no Meta-format models in {MODELS} yet")
     model = load_model(directory)
     assert len(model.weights.layers) == model.args.n_layers
+
+
+def test_checkpoint_without_output_weight_shares_the_embedding(fixtures):
+    from llamanuts.model.loader import weights_from_state_dict
+    from llamanuts.model.params import model_args_from_params
+    from llamanuts.torch import load_torch_checkpoint
+
+    tensors = load_torch_checkpoint(fixtures / "tiny_meta" / "consolidated.00.pth")
+    del tensors["output.weight"]
+    args = model_args_from_params({"dim": 16, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "multiple_of": 16}, "p", 512)
+    weights = weights_from_state_dict(tensors, args, "ckpt")
+    assert weights.shared_classifier and weights.output is weights.tok_embeddings
