@@ -145,6 +145,23 @@ def test_linear_with_3d_x(dtypes, rows):
         assert_f32_product_close(got.data, x64, w64.T)
 
 
+@pytest.mark.parametrize("rows", [1, 5])
+def test_linear_propagates_infinities_and_nans_as_ieee_arithmetic_does(rows):
+    # A fast-math kernel may assume there are no NaNs or infinities; the results must still be the
+    # IEEE ones: NaN in x poisons its row, inf in a weight gives inf, inf - inf gives NaN.
+    w = np.full((3, 8), 0x3F80, np.uint16)  # all ones
+    w[1, 2] = 0x7F80  # +inf
+    x = np.ones((rows, 8), np.float32)
+    x[0, 3] = np.nan
+    x[-1, 0] = -np.inf if rows > 1 else x[-1, 0]
+    with np.errstate(invalid="ignore"):
+        got = ml.LinearTransformation(f32(x), bf16(w)).data
+    assert np.isnan(got[0]).all()
+    if rows > 1:
+        assert got[1].tolist() == [8.0, np.inf, 8.0]
+        assert got[-1][0] == -np.inf and np.isnan(got[-1][1]) and got[-1][2] == -np.inf
+
+
 def test_linear_with_1d_x_gives_1d_output():
     x = f32([1.0, 2.0, 3.0])
     w = f32([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])

@@ -130,3 +130,14 @@ def test_item_returns_the_python_scalar_of_a_one_element_tensor(array, dtype, ex
 def test_item_of_a_tensor_with_several_elements_is_an_error():
     with pytest.raises(ShapeError, match=r"Tensor.item: tensor of shape \[2 2\] has 4 elements"):
         Tensor.from_numpy(np.zeros((2, 2), np.float32)).item()
+
+
+def test_only_f32_and_bf16_are_float_dtypes():
+    assert DT_F32.is_float and DT_BF16.is_float
+    assert not any(d.is_float for d in (DT_INT32, DT_INT64, DT_BOOL, DT_COMPLEX64))
+
+
+def test_dtypes_print_their_display_name():
+    assert [str(d) for d in (DT_F32, DT_BF16, DT_INT32, DT_INT64, DT_BOOL, DT_COMPLEX64)] == [
+        "F32", "BF16", "INT32", "INT64", "BOOL", "COMPLEX64"
+    ]
