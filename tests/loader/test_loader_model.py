@@ -159,3 +159,8 @@ def test_checkpoint_without_output_weight_shares_the_embedding(fixtures):
     args = model_args_from_params({"dim": 16, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "multiple_of": 16}, "p", 512)
     weights = weights_from_state_dict(tensors, args, "ckpt")
     assert weights.shared_classifier and weights.output is weights.tok_embeddings
+
+
+def test_llama2c_with_a_missing_tokenizer_file_names_it(refs, tmp_path):
+    with pytest.raises(ModelFileError, match="nope.bin"):
+        load_model(refs / "stories260K.bin", tmp_path / "nope.bin")
