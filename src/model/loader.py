@@ -101,7 +101,7 @@ def load_meta_model(
     tokenizer = _load_tokenizer(files["tokenizer"])
     args = model_args_from_params(params, files["params"], tokenizer.vocab_size)
     GLogger.DebugPrintf("Meta model %s: %s", directory, args)
-    tensors = load_torch_checkpoint(files["checkpoint"], progress)
+    tensors = load_torch_checkpoint(files["checkpoint"], progress, skip=IGNORED_KEYS)
     weights = weights_from_state_dict(tensors, args, files["checkpoint"])
     _check_tokenizer_fits(tokenizer, args, files["tokenizer"])
     return LoadedModel(args, weights, tokenizer, FORMAT_META, directory, files)

@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -72,11 +72,14 @@ def find_consolidated_checkpoint(directory: str | Path) -> Path:
     return expected
 
 
-def load_torch_checkpoint(path: str | Path, progress: Progress | None = None) -> dict[str, Tensor]:
+def load_torch_checkpoint(
+    path: str | Path, progress: Progress | None = None, skip: Collection[str] = ()
+) -> dict[str, Tensor]:
     """Map a torch.save state dict. `path` is a `.pth` file or a directory with consolidated.00.pth.
 
     Returns the tensors in the file's order. bfloat16 -> BF16 and float32 -> F32 are views over the
     map; float16 is converted to F32 (a copy). `progress(done, total, name)` is called per tensor.
+    Names in `skip` are left out unchecked (e.g. Llama 2's `rope.freqs`, which Forward recomputes).
     """
     path = Path(path)
     if path.is_dir():
@@ -94,7 +97,7 @@ def load_torch_checkpoint(path: str | Path, progress: Progress | None = None) ->
         return _resolve_storage(archive, prefix, pid, storages)
 
     state = unpickle(archive.read(pickle_name), path, persistent_load=persistent_load)
-    records = _state_dict_records(path, state)
+    records = {name: r for name, r in _state_dict_records(path, state).items() if name not in skip}
     tensors: dict[str, Tensor] = {}
     for done, (name, record) in enumerate(records.items(), start=1):
         tensors[name] = _map_tensor(file, name, record)

@@ -171,3 +171,8 @@ def test_zip_without_pickle_is_refused(tmp_path):
         archive.writestr("hello.txt", "hi")
     with pytest.raises(ModelFileError, match=r"expected exactly one '<archive>/data.pkl' entry"):
         load_torch_checkpoint(path)
+
+
+def test_skipped_names_are_not_mapped_or_checked(fixtures):
+    # unsupported_dtype.pth's only tensor is float64: skipping it means no error and no tensor.
+    assert load_torch_checkpoint(fixtures / "unsupported_dtype.pth", skip={"w"}) == {}

@@ -158,3 +158,21 @@ def test_rebuild_tensor_with_bad_arguments_is_a_clear_error():
 def test_persistent_id_without_resolver_is_a_clear_error():
     with pytest.raises(ModelFileError, match="persistent id"):
         unpickle(b"\x80\x02NQ.", "f.pth")
+
+
+def test_build_on_a_dict_adds_items():
+    data = b"\x80\x02}" + b"}" + _text("k") + b"K\x01s" + b"b."
+    assert unpickle(data, "f") == {"k": 1}
+
+
+def test_build_with_empty_state_on_a_tensor_is_ignored():
+    tensor = (
+        b"ctorch._utils\n_rebuild_tensor_v2\n(NK\x00(K\x02t(K\x01t\x89}t" + b"R"
+    )
+    result = unpickle(b"\x80\x02" + tensor + b"}b.", "f")
+    assert isinstance(result, TensorRecord) and result.size == (2,)
+
+
+def test_build_with_other_state_is_a_clear_error():
+    with pytest.raises(ModelFileError, match="BUILD with state int on a list is not supported"):
+        unpickle(b"\x80\x02]K\x01b.", "f.pth")
