@@ -24,7 +24,7 @@ What is checked (also by tests/docs/test_docs_check.py, which imports this file)
 - every referenced file exists, and every `file: Name.name` resolves in that file's syntax tree;
 - every excerpt still occurs in its file, line for line;
 - every quoted debug.log line occurs in a fresh log, in order, each `...`-free run contiguous
-  (the wall time and the seconds fields are normalised away);
+  (the wall time, the seconds fields and the checkout folder of the model path are normalised away);
 - every `STAGE NN: TITLE` the chapters name is a stage the log writes, and every stage the log
   writes has a chapter heading.
 
@@ -70,6 +70,8 @@ INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 
 TIME_FIELD = re.compile(r"\d\d:\d\d:\d\d\.\d{6}")
 SECONDS_FIELD = re.compile(r"\d+\.\d+ secs")
+# An absolute path into the repository (the default model's) depends on where the checkout is.
+REPO_PATH = re.compile(r"[^\s'\"(]*/(?=models/)")
 STAGE_IN_LOG = re.compile(r"==== STAGE (?P<number>\d\d): (?P<title>.+?) ====")
 STAGE_IN_DOCS = re.compile(r"STAGE (?P<number>\d\d)(?:: (?P<title>[A-Z][A-Z0-9 ,'/-]*[A-Z0-9]))?")
 STAGE_HEADING = re.compile(r"^#{1,6}\s.*?STAGE (?P<number>\d\d): (?P<title>[A-Z][A-Z0-9 ,'/-]*[A-Z0-9])")
@@ -311,6 +313,7 @@ def _closest(line: str, candidates: list[str]) -> str:
 # ---- debug.log ------------------------------------------------------------------------------------
 def normalize(line: str) -> str:
     line = TIME_FIELD.sub("HH:MM:SS.ffffff", line.rstrip())
+    line = REPO_PATH.sub("<repo>/", line)
     return SECONDS_FIELD.sub("N.NNNN secs", line)
 
 
