@@ -287,8 +287,11 @@ def first_part_with_spinner(session: Session, parts: Iterator) -> object | None:
     return first
 
 
-def generate(session: Session, request: Request, out: TextIO, show_waiting: bool) -> bool:
-    """Stream one generation to `out` and print the statistics; False if Ctrl-C stopped it."""
+def generate(session: Session, request: Request, out: TextIO, show_waiting: bool, echo_prompt: bool = False) -> bool:
+    """Stream one generation to `out` and print the statistics; False if Ctrl-C stopped it.
+
+    With `echo_prompt` the prompt is shown (on the UI side) once the first token is there, so the
+    warm-up spinner never shares a line with it."""
     engine = session.engine
     tokens = tokenize(session, request)
     sink = TextSink(out, show_waiting, strip_leading_space=request.chat)
@@ -296,6 +299,8 @@ def generate(session: Session, request: Request, out: TextIO, show_waiting: bool
     parts = engine.Generate(tokens)  # type: ignore[attr-defined]
     try:
         part = first_part_with_spinner(session, parts)
+        if echo_prompt:
+            show_prompt(session.ui, request)
         while part is not None:
             sink.write(part.text, part.waiting_bytes)
             part = next(parts, None)
@@ -369,8 +374,7 @@ def run_interactive(flags: argparse.Namespace, ui: UI, model_path: Path) -> int:
         request = ask_request(ui, entries[int(choice) - 1], flags)
         if request is None:
             continue
-        show_prompt(ui, request)
-        if not generate(session, request, sys.stdout, show_waiting=True):
+        if not generate(session, request, sys.stdout, show_waiting=True, echo_prompt=True):
             return EXIT_INTERRUPTED
 
 
