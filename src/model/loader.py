@@ -71,7 +71,7 @@ def load_model(
     """
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(path, f"model path not found; expected a Meta model directory or a llama2.c .bin file")
+        raise ModelFileError(path, "model path not found; expected a Meta model directory or a llama2.c .bin file")
     if path.is_dir():
         return load_meta_model(path, tokenizer_path, progress)
     if path.suffix == ".pth":
