@@ -186,19 +186,31 @@ class Llama2cTokenizer(Tokenizer):
         run.c runs this loop with BOS already at the front; we add BOS afterwards, which gives the
         same ids because no vocab piece starts with BOS's text "\\n<s>\\n".
         Ties go to the leftmost pair (run.c only replaces the best on a strictly higher score).
+        Unlike run.c, each pair's merge is looked up once and kept in `pair_ids`/`pair_scores`;
+        after a merge only the two pairs touching the new token change. Same result, but a long
+        prompt no longer re-concatenates every pair on every step.
         """
-        pieces, scores = self.vocab.pieces, self.vocab.scores
-        while True:
-            best_score = -math.inf
-            best_index = -1
-            best_id = -1
-            for i in range(len(ids) - 1):
-                merged = self._ids.get(pieces[ids[i]] + pieces[ids[i + 1]])
-                if merged is not None and scores[merged] > best_score:
-                    best_score, best_index, best_id = scores[merged], i, merged
-            if best_index < 0:
-                return ids
-            ids[best_index : best_index + 2] = [best_id]
+        pair_ids = [self._pair_merge(ids[i], ids[i + 1]) for i in range(len(ids) - 1)]
+        pair_scores = [self._merge_score(merged) for merged in pair_ids]
+        while pair_scores:
+            best_score = max(pair_scores)
+            if best_score == -math.inf:
+                break
+            best = pair_scores.index(best_score)  # the leftmost of equal scores, as in run.c
+            ids[best : best + 2] = [pair_ids[best]]
+            del pair_ids[best], pair_scores[best]
+            for i in (best - 1, best):  # the pairs (left neighbour, new) and (new, right neighbour)
+                if 0 <= i < len(pair_ids):
+                    pair_ids[i] = self._pair_merge(ids[i], ids[i + 1])
+                    pair_scores[i] = self._merge_score(pair_ids[i])
+        return ids
+
+    def _pair_merge(self, left: int, right: int) -> int:
+        """The id of the concatenated pieces, or -1 if that text is not in the vocab."""
+        return self._ids.get(self.vocab.pieces[left] + self.vocab.pieces[right], -1)
+
+    def _merge_score(self, merged: int) -> float:
+        return -math.inf if merged < 0 else self.vocab.scores[merged]
 
     # ---- decoding (run.c's `decode`) --------------------------------------------------------
     def decode(self, ids: list[int]) -> str:
