@@ -45,6 +45,8 @@ def ARange(start: float, end: float, step: float = 1, dtype: DataType = DT_F32) 
         raise DTypeError(f"ARange: dtype {dtype} is not supported (expected F32, BF16, INT64)")
     count = max(0, int(np.ceil((end - start) / step)))
     if dtype is DT_INT64:
+        if any(float(v) != int(v) for v in (start, end, step)):
+            raise DTypeError(f"ARange: INT64 needs whole numbers, got start {start}, end {end}, step {step}")
         values = (np.int64(start) + np.arange(count, dtype=np.int64) * np.int64(step))
         return Tensor.wrap(values, dtype)
     values = (np.float64(start) + np.arange(count, dtype=np.float64) * np.float64(step)).astype(np.float32)

@@ -174,7 +174,6 @@ def test_linear_with_zero_rows_gives_zero_rows():
     assert ml.LinearTransformation(ml.Zeros([0, 8]), ml.Zeros([3, 8])).shape == (0, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in matmul.py: x.data.reshape(-1, 0) fails when in = 0 (reported)")
 def test_linear_with_an_empty_inner_dimension_is_all_zeros():
     # the empty sum is 0, as in numpy and PyTorch
     got = ml.LinearTransformation(ml.Zeros([3, 0]), ml.Zeros([5, 0]))
