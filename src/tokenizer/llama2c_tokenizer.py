@@ -238,7 +238,8 @@ class Llama2cTokenizer(Tokenizer):
         return self.vocab.pieces[self.check_id(id)].decode("utf-8", errors="replace")
 
     def piece_to_id(self, piece: str) -> int:
-        id = self._ids.get(piece.encode("utf-8"))
+        """The id of a stored piece; the usual names "<s>", "</s>", "<unk>" are accepted too."""
+        id = self._ids.get(piece.encode("utf-8"), self.special_tokens.get(piece))
         if id is None:
             raise KeyError(f"piece {piece!r} is not in the vocab of {self.path}")
         return id

@@ -8,7 +8,7 @@ llama2c-tokenizer.bin is llama2.c's export of llama2-tokenizer.model, tok512.bin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

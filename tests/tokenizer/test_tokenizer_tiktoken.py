@@ -40,7 +40,8 @@ def test_decode_spells_special_tokens_by_name(llama3: Tokenizer) -> None:
 
 def test_encodes_ultimate_question_prompt(llama3: Tokenizer) -> None:
     text = "the answer to the ultimate question of life, the universe, and everything is "
-    assert llama3.encode(text) == [1820, 4320, 311, 279, 17139, 3488, 315, 2324, 11, 279, 15861, 11, 323, 4395, 374, 220]
+    expected = [1820, 4320, 311, 279, 17139, 3488, 315, 2324, 11, 279, 15861, 11, 323, 4395, 374, 220]
+    assert llama3.encode(text) == expected
 
 
 # ---- special tokens ----------------------------------------------------------------------------------
