@@ -26,11 +26,13 @@ What is checked (also by tests/docs/test_docs_check.py, which imports this file)
 - every quoted debug.log line occurs in a fresh log, in order, each `...`-free run contiguous
   (the wall time, the seconds fields and the checkout folder of the model path are normalised away);
 - every `STAGE NN: TITLE` the chapters name is a stage the log writes, and every stage the log
-  writes has a chapter heading.
+  writes has a chapter heading;
+- docs/20-diagrams.md is exactly the chapters' Mermaid diagrams, collected (this script writes it).
 
 Usage, from the repository root:
 
-    python tools/docs_excerpts.py            # run the debug command, rewrite the debuglog blocks, check
+    python tools/docs_excerpts.py            # run the debug command, rewrite the debuglog blocks and
+                                             # docs/20-diagrams.md, then check
     python tools/docs_excerpts.py --check    # check only (exit status 1 on problems)
     python tools/docs_excerpts.py --log debug.log        # use an existing log instead of a run
 
@@ -491,6 +493,59 @@ def rewrite_chapters(log: list[str], files: list[Path]) -> tuple[list[Path], lis
     return changed, problems
 
 
+# ---- the diagrams page ---------------------------------------------------------------------------
+DIAGRAMS_PAGE = DOCS / "20-diagrams.md"
+DIAGRAMS_INTRO = """# 20 Diagrams
+
+Every diagram of the chapters, in reading order, each under the section it illustrates. Follow the
+title's link to read the chapter around it.
+
+This page is generated from the chapters by `tools/docs_excerpts.py` (a test checks that it is up
+to date), so a diagram is only ever edited in its chapter.
+"""
+
+
+def diagrams(chapter: Path) -> list[tuple[str, list[str]]]:
+    """(heading of the section it is in, mermaid lines) for each mermaid block of a chapter."""
+    found: list[tuple[str, list[str]]] = []
+    heading = ""
+    lines = chapter.read_text(encoding="utf-8").split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if re.match(r"^#{2,6}\s", line):
+            heading = line.lstrip("#").strip()
+        m = FENCE_OPEN.match(line.strip())
+        if m:
+            j = i + 1
+            while j < len(lines) and lines[j].strip() != m.group("fence"):
+                j += 1
+            if m.group("lang") == "mermaid":
+                found.append((heading, lines[i + 1 : j]))
+            i = j + 1
+            continue
+        i += 1
+    return found
+
+
+def diagrams_page() -> str:
+    parts = [DIAGRAMS_INTRO]
+    for chapter in chapters():
+        if chapter == DIAGRAMS_PAGE or chapter.name in ("index.md", "PERFORMANCE.md"):
+            continue
+        title = chapter.read_text(encoding="utf-8").split("\n", 1)[0].lstrip("#").strip()
+        for heading, lines in diagrams(chapter):
+            where = f"{title}: {heading}" if heading else title
+            parts.append(f"## [{where}]({chapter.name})\n\n```mermaid\n" + "\n".join(lines) + "\n```\n")
+    return "\n".join(parts)
+
+
+def check_diagrams_page() -> list[str]:
+    if not DIAGRAMS_PAGE.is_file() or DIAGRAMS_PAGE.read_text(encoding="utf-8") != diagrams_page():
+        return [f"{DIAGRAMS_PAGE.relative_to(REPO)} is not up to date with the chapters' diagrams (run tools/docs_excerpts.py)"]
+    return []
+
+
 # ---- everything -----------------------------------------------------------------------------------
 def check_all(log: list[str] | None, files: list[Path] | None = None) -> list[str]:
     files = files if files is not None else chapters()
@@ -504,7 +559,7 @@ def check_all(log: list[str] | None, files: list[Path] | None = None) -> list[st
                 problems += check_debuglog(block, log)
     if log is not None:
         problems += check_stages(log, files)
-    return problems
+    return problems + check_diagrams_page()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -527,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.check:
         changed, problems = rewrite_chapters(log, chapters())
+        if DIAGRAMS_PAGE.read_text(encoding="utf-8") != diagrams_page() if DIAGRAMS_PAGE.is_file() else True:
+            DIAGRAMS_PAGE.write_text(diagrams_page(), encoding="utf-8")
+            changed.append(DIAGRAMS_PAGE)
         for path in changed:
             print(f"rewrote debuglog blocks in {path.relative_to(REPO)}", file=sys.stderr)
         for problem in problems:

@@ -90,7 +90,6 @@ def test_stage_markers_match_the_log(debug_log: list[str]) -> None:
 
 # ---- the checker itself --------------------------------------------------------------------------
 def test_checker_catches_drift(tmp_path: Path) -> None:
-    chapter = tool.DOCS / "zz-drift-probe.md"
     chapter = tmp_path / "probe.md"
     chapter.write_text(
         "`src/model/rope.py: precomputeFreqsCis` and `src/model/nope.py` and "
@@ -136,3 +135,9 @@ def test_rewrite_keeps_unchanged_lines_and_follows_new_shapes() -> None:
     assert not problems
     assert new[0] == old[0]  # only the time fields differ: kept as written
     assert new[1] == log[2]
+
+
+def test_diagrams_page_collects_every_chapter_diagram() -> None:
+    problems = tool.check_diagrams_page()
+    assert not problems, "\n".join(problems)
+    assert tool.DIAGRAMS_PAGE.read_text(encoding="utf-8").count("```mermaid") >= 10
