@@ -32,8 +32,6 @@ _INT32 = struct.Struct("<i")
 _RECORD_HEADER = struct.Struct("<fi")  # score, length
 # run.c's fixed ids: `if (bos) tokens[...] = 1`, `if (eos) tokens[...] = 2`, and 0 is <unk>.
 _UNK_ID, _BOS_ID, _EOS_ID = 0, 1, 2
-# ids 3 .. 258 are the 256 byte fallbacks: run.c encodes an unknown byte b as b + 3.
-_BYTE_OFFSET = 3
 # Names in the file for the control tokens, and how the rest of the project calls them.
 _CONTROL_NAMES: dict[bytes, str] = {b"<unk>": "<unk>", b"\n<s>\n": "<s>", b"\n</s>\n": "</s>"}
 # What ids 0, 1, 2 hold in every tokenizer.bin llama2.c exports.
@@ -131,6 +129,9 @@ class Llama2cTokenizer(Tokenizer):
             special_tokens={name: id for id, name in self._control_ids.items()},
         )
         self._byte_values: dict[int, int] = self._find_byte_pieces()
+        # run.c computes a byte's id as byte + 3; looking it up gives the same ids on every
+        # llama2.c export and stays right for a file whose byte pieces sit elsewhere.
+        self._byte_ids: dict[int, int] = {value: id for id, value in self._byte_values.items()}
 
     def _find_control_ids(self) -> dict[int, str]:
         """ids 0..2 whose stored text is a control token, mapped to their usual name."""
@@ -171,8 +172,15 @@ class Llama2cTokenizer(Tokenizer):
             if id is not None:
                 ids.append(id)
             else:
-                ids.extend(byte + _BYTE_OFFSET for byte in encoded)
+                ids.extend(self._byte_id(byte) for byte in encoded)
         return ids
+
+    def _byte_id(self, value: int) -> int:
+        id = self._byte_ids.get(value)
+        if id is None:
+            raise TokenizerError(self.path, f"the vocab has no byte-fallback piece <0x{value:02X}>, "
+                                            "which encoding needs")
+        return id
 
     def _lookup(self, piece: bytes) -> int:
         id = self._ids.get(piece)

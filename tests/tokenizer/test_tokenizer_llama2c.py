@@ -252,3 +252,11 @@ def test_errors_name_the_file(write_file: WriteFile) -> None:
         Llama2cTokenizer(path)
     assert info.value.path == str(path)
     assert str(path) in str(info.value)
+
+
+def test_missing_byte_piece_is_reported_when_needed(write_file: WriteFile) -> None:
+    records = [(0.0, piece) for piece in CONTROL_PIECES] + [(0.0, b" "), (0.0, b"a")]
+    tokenizer = Llama2cTokenizer(write_file(llama2c_bytes(records)))
+    assert tokenizer.encode("a") == [3, 4]
+    with pytest.raises(TokenizerError, match="no byte-fallback piece <0xC3>"):
+        tokenizer.encode("é")
