@@ -90,7 +90,8 @@ class Logger:
     def _debug_stage(self, number: int, title: str) -> None:
         self._write_debug(f"==== STAGE {number:02d}: {title.upper()} ====")
 
-    def _debug_separator(self, title: str) -> None:
+    def _debug_separator(self, fmt: str, *args: Any) -> None:
+        title = fmt % args if args else fmt
         self._write_debug(f"=================================== {title} ===================================")
 
     # ---- console side (stderr; stdout is reserved for generated text) --------------------------

@@ -34,6 +34,7 @@ class LlamaAttention:
         self.n_kv_heads = args.n_kv_heads
         self.n_rep = args.n_rep
         self.head_dim = args.head_dim
+        self.sqrt_head_dim = math.sqrt(args.head_dim)
         self.attn_wq = weights.wq
         self.attn_wk = weights.wk
         self.attn_wv = weights.wv
@@ -96,8 +97,8 @@ class LlamaAttention:
         keysT = Transpose(keys, 1, 2)  # [heads, head_dim, T]
         GLogger.DebugPrintf("Calling MatMul for xq %s and keys transposed %s -> tensor scores", xq, keysT)
         scores = MatMul(xq, keysT)
-        GLogger.DebugPrintf("Calling DivToScalar for scores %s and sqrt(head_dim) %g -> tensor scores", scores, math.sqrt(self.head_dim))
-        scores = DivToScalar(scores, math.sqrt(self.head_dim))
+        GLogger.DebugPrintf("Calling DivToScalar for scores %s and sqrt(head_dim) %g -> tensor scores", scores, self.sqrt_head_dim)
+        scores = DivToScalar(scores, self.sqrt_head_dim)
         if mask is not None:
             GLogger.DebugPrintf("Calling Add for scores %s and mask %s -> tensor scores", scores, mask)
             scores = Add(scores, mask)

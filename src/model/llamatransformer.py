@@ -98,7 +98,7 @@ class LlamaTransformer:
 
         GLogger.DebugStage(5, "Forward pass through each transformer block")
         for layerIdx, layer in enumerate(self.layers):
-            GLogger.DebugSeparator(f"Layer {layerIdx}")
+            GLogger.DebugSeparator("Layer %d", layerIdx)
             GLogger.DebugPrintf("Calling LlamaTransformerBlock.Forward for layer %d of %d, currentTensor %s", layerIdx + 1, len(self.layers), currentTensor)
             currentTensor = layer.Forward(infContext, currentTensor, startPos, freqs_cis, mask)
 
