@@ -229,7 +229,8 @@ class InferenceEngine:
         generated = 0
         previous_id = prompt[-1]
         while True:
-            GLogger.DebugPrintf("Running Forward for curPos: %d, prevPos: %d, tokens %s", curPos, prevPos, inputTokens.data.tolist())
+            if GLogger.debug_enabled:  # tolist() is work, skipped when the log is off
+                GLogger.DebugPrintf("Running Forward for curPos: %d, prevPos: %d, tokens %s", curPos, prevPos, inputTokens.data.tolist())
             logits = self.model.Forward(infContext, inputTokens, prevPos)
             # Only the last row matters: it predicts the token after the last input token.
             next_id = sampler.Sample(np.asarray(logits.numpy()[-1], dtype=np.float32))
@@ -246,7 +247,8 @@ class InferenceEngine:
             inputTokens = tokens_tensor([next_id])
 
     def _step(self, next_id: int, previous_id: int, generated: int, curPos: int) -> _Step:
-        GLogger.DebugPrintf("Generated token id %d, piece %r", next_id, self.tokenizer.id_to_piece(next_id))
+        if GLogger.debug_enabled:
+            GLogger.DebugPrintf("Generated token id %d, piece %r", next_id, self.tokenizer.id_to_piece(next_id))
         self.stats.generated_tokens = generated
         if next_id in self.stop_ids:
             return _Step(next_id, GenerationState.FINISHED_EOS)  # a stop token prints nothing
