@@ -347,6 +347,8 @@ def make_session(flags: argparse.Namespace, ui: UI, model_path: Path) -> Session
 
 
 def run_scriptable(flags: argparse.Namespace, ui: UI, model_path: Path, prompt: str) -> int:
+    if ui.live:  # a person is watching stderr; a log file gets no box drawing
+        ui.banner(model_path, flags.dtype)
     session = make_session(flags, ui, model_path)
     request = Request(prompt, chat=flags.chat or flags.system is not None, system=flags.system)
     finished = generate(session, request, sys.stdout, show_waiting=False)
