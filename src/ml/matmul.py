@@ -11,6 +11,8 @@ LinearTransformation is where the time goes, so its kernels are chosen by shape 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -92,7 +94,7 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
             "or compute in f32 mode"
         )
     lead = x.shape[:-1]
-    x2 = x.data.reshape(int(np.prod(lead, dtype=np.int64)), x.shape[-1])
+    x2 = x.data.reshape(math.prod(lead), x.shape[-1])
     if x.dtype is DT_BF16:
         x2 = bf16_bits_to_float32(x2)
     if w.dtype is DT_BF16:

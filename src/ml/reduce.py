@@ -7,6 +7,8 @@ result is rounded once at the end, as PyTorch does.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -22,7 +24,7 @@ def _as_rows(t: Tensor, dim: int) -> tuple[np.ndarray, tuple[int, ...]]:
     """(rows array [R, n] contiguous, shape of the leading dims with the reduced dim last)."""
     data = t.data if dim == t.ndim - 1 else np.ascontiguousarray(np.moveaxis(t.data, dim, -1))
     # the row count is spelled out: reshape(-1, 0) is ambiguous for numpy when the reduced dim is empty
-    return data.reshape(int(np.prod(data.shape[:-1], dtype=np.int64)), data.shape[-1]), data.shape
+    return data.reshape(math.prod(data.shape[:-1]), data.shape[-1]), data.shape
 
 
 # ---- kernels --------------------------------------------------------------------------------------

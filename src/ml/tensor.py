@@ -8,6 +8,7 @@ ops return new tensors. Strides are not stored separately: a C-contiguous array 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -38,10 +39,10 @@ class Tensor:
                 f"Tensor {name!r}: dtype {dtype} is stored as numpy {dtype.storage}, got numpy {data.dtype}"
             )
         if data.shape != shape:
-            if data.size != int(np.prod(shape, dtype=np.int64)):
+            if data.size != math.prod(shape):
                 raise ShapeError(
                     f"Tensor {name!r}: shape {format_dims(shape)} needs "
-                    f"{int(np.prod(shape, dtype=np.int64))} elements, data has {data.size}"
+                    f"{math.prod(shape)} elements, data has {data.size}"
                 )
             data = data.reshape(shape)
         if not data.flags.c_contiguous:

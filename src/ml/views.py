@@ -7,6 +7,7 @@ Cat and RepeatInterleave make a new contiguous tensor, because every Tensor is C
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ def Reshape(t: Tensor, shape: Sequence[int]) -> Tensor:
         raise ShapeError(f"Reshape: more than one -1 in {format_dims(dims)}")
     if any(d < -1 for d in dims):
         raise ShapeError(f"Reshape: negative dimension in {format_dims(dims)} (only -1 may be inferred)")
-    known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
+    known = math.prod(d for d in dims if d != -1)
     if -1 in dims:
         if known == 0 or t.data.size % known:
             raise ShapeError(f"Reshape: cannot reshape {format_dims(t.shape)} into {format_dims(dims)}")
