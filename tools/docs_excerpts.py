@@ -78,6 +78,8 @@ STAGE_IN_LOG = re.compile(r"==== STAGE (?P<number>\d\d): (?P<title>.+?) ====")
 STAGE_IN_DOCS = re.compile(r"STAGE (?P<number>\d\d)(?:: (?P<title>[A-Z][A-Z0-9 ,'/-]*[A-Z0-9]))?")
 STAGE_HEADING = re.compile(r"^#{1,6}\s.*?STAGE (?P<number>\d\d): (?P<title>[A-Z][A-Z0-9 ,'/-]*[A-Z0-9])")
 ELISION = ("...", "# ...")
+QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+LISTS = re.compile(r"\[[^\[\]]*\]")  # token lists and shapes: [1, 359, 416] or [9 64]
 NUMBERS = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
 DEFAULT_TIMEOUT = 900  # seconds for the debug run
@@ -320,10 +322,13 @@ def normalize(line: str) -> str:
 
 
 def message_key(line: str) -> str:
-    """A line's message with every number blanked: what identifies it across model changes."""
+    """A line's message with every number and quoted string blanked: what identifies it across
+    model and prompt changes (token ids, pieces and shapes change; the message's words do not)."""
     text = normalize(line)
     text = re.sub(r"^\[\w+\]HH:MM:SS\.ffffff ", "", text)
     text = text.replace(" (N.NNNN secs)", "")
+    text = QUOTED.sub("'#'", text)
+    text = LISTS.sub("[#]", text)
     return NUMBERS.sub("#", text)
 
 
@@ -421,25 +426,23 @@ def run_debug(log_path: Path, extra: list[str] | None = None, timeout: int = DEF
 
 
 # ---- rewriting ------------------------------------------------------------------------------------
-def _similarity(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, normalize(a), normalize(b)).ratio()
-
-
 def _locate(log: list[str], seg: list[str], begin: int) -> int:
-    """Where a quoted run now starts: exact if possible, else the best window by message text."""
+    """Where a quoted run now starts: where it occurs exactly, else the earliest window whose lines
+    carry the same messages (numbers, shapes and quoted text aside) as the quoted run."""
     exact = find_run([normalize(x) for x in log], seg, begin)
     if exact >= 0:
         return exact
     keys = [message_key(x) for x in log]
-    head = message_key(seg[0])
-    best, best_score = -1, -1.0
+    wanted = [message_key(x) for x in seg]
+    best, best_score = -1, 0
     for start in range(begin, len(log)):
-        if keys[start] != head:
+        if keys[start] != wanted[0]:
             continue
-        window = log[start : start + len(seg)]
-        score = sum(_similarity(a, b) for a, b in zip(window, seg))
-        if score > best_score + 1e-9:
+        score = sum(a == b for a, b in zip(keys[start : start + len(seg)], wanted))
+        if score > best_score:
             best, best_score = start, score
+            if score == len(seg):
+                break
     return best
 
 

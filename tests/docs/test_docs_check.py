@@ -141,3 +141,19 @@ def test_diagrams_page_collects_every_chapter_diagram() -> None:
     problems = tool.check_diagrams_page()
     assert not problems, "\n".join(problems)
     assert tool.DIAGRAMS_PAGE.read_text(encoding="utf-8").count("```mermaid") >= 10
+
+
+def test_rewrite_takes_the_first_window_with_the_same_messages() -> None:
+    old = [
+        "[DEBUG]10:00:00.000001 Generated token id 432, piece ',' (0.0000 secs)",
+        "[DEBUG]10:00:00.000002 Running Forward for curPos: 10, prevPos: 9, tokens [432] (0.0000 secs)",
+    ]
+    log = [
+        "[DEBUG]11:00:00.000001 Generated token id 7, piece ' In' (0.0000 secs)",
+        "[DEBUG]11:00:00.000002 Running Forward for curPos: 5, prevPos: 4, tokens [7] (0.0000 secs)",
+        "[DEBUG]11:00:00.000003 Generated token id 8, piece ' the' (0.0000 secs)",
+        "[DEBUG]11:00:00.000004 Running Forward for curPos: 6, prevPos: 5, tokens [8] (0.0000 secs)",
+    ]
+    block = tool.Block(REPO / "docs" / "x.md", "debuglog", "", 1, 0, 0, old)
+    new, problems = tool.regenerate(block, log)
+    assert not problems and new == log[:2]
