@@ -38,8 +38,8 @@ Usage, from the repository root:
 
 Rewriting finds each quoted run of lines in the fresh log by its first message text (numbers and
 shapes may have changed), takes the new lines up to the one that matches the run's last line, and
-keeps a quoted line byte for byte when only its time fields differ, so `git diff docs/` shows just
-what the code change changed.
+keeps a quoted run byte for byte when only its time fields differ, so `git diff docs/` shows just
+the runs the code change changed.
 """
 
 from __future__ import annotations
@@ -469,8 +469,9 @@ def regenerate(block: Block, log: list[str]) -> tuple[list[str], list[str]]:
             problems.append(f"{block.where}: cannot find {message_key(seg[0])!r} in the fresh log; block left as is")
             return block.lines, problems
         end = _run_end(log, seg, start)
-        old_by_norm = {normalize(x): x for x in seg}
-        fresh = [old_by_norm.get(normalize(x), x.rstrip()) for x in log[start:end]]
+        fresh = [x.rstrip() for x in log[start:end]]
+        if [normalize(x) for x in fresh] == [normalize(x) for x in seg]:
+            fresh = seg  # unchanged but for the time fields: keep the run as written (a quiet diff)
         if number:
             new_lines.append("...")
         new_lines.extend(fresh)
