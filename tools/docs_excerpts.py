@@ -457,7 +457,7 @@ def _run_end(log: list[str], seg: list[str], start: int) -> int:
     return min(len(log), start + len(seg))
 
 
-def regenerate(block: Block, log: list[str]) -> tuple[list[str], list[str]]:
+def regenerate(block: Block, log: list[str], refresh: bool = False) -> tuple[list[str], list[str]]:
     """(new block lines, problems): each quoted run replaced by the fresh log's run."""
     new_lines: list[str] = []
     problems: list[str] = []
@@ -470,7 +470,7 @@ def regenerate(block: Block, log: list[str]) -> tuple[list[str], list[str]]:
             return block.lines, problems
         end = _run_end(log, seg, start)
         fresh = [x.rstrip() for x in log[start:end]]
-        if [normalize(x) for x in fresh] == [normalize(x) for x in seg]:
+        if not refresh and [normalize(x) for x in fresh] == [normalize(x) for x in seg]:
             fresh = seg  # unchanged but for the time fields: keep the run as written (a quiet diff)
         if number:
             new_lines.append("...")
@@ -479,7 +479,7 @@ def regenerate(block: Block, log: list[str]) -> tuple[list[str], list[str]]:
     return new_lines, problems
 
 
-def rewrite_chapters(log: list[str], files: list[Path]) -> tuple[list[Path], list[str]]:
+def rewrite_chapters(log: list[str], files: list[Path], refresh: bool = False) -> tuple[list[Path], list[str]]:
     changed, problems = [], []
     for chapter in files:
         blocks = [b for b in parse_blocks(chapter) if b.kind == "debuglog"]
@@ -487,7 +487,7 @@ def rewrite_chapters(log: list[str], files: list[Path]) -> tuple[list[Path], lis
             continue
         lines = chapter.read_text(encoding="utf-8").split("\n")
         for block in reversed(blocks):  # from the end, so earlier indexes stay valid
-            new, issues = regenerate(block, log)
+            new, issues = regenerate(block, log, refresh)
             problems += issues
             lines[block.first : block.last] = new
         text = "\n".join(lines)
@@ -571,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="check only; do not rewrite the debuglog blocks")
     parser.add_argument("--log", type=Path, help="use this debug.log instead of running the debug command")
     parser.add_argument("--keep-log", type=Path, help="keep the fresh log at this path")
+    parser.add_argument("--refresh", action="store_true", help="take every quoted run from the fresh log, even when only its times differ")
     parser.add_argument("--extra", default="", help="extra CLI arguments for the debug run (development only)")
     args = parser.parse_args(argv)
 
@@ -585,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.keep_log.write_text("\n".join(log), encoding="utf-8")
 
     if not args.check:
-        changed, problems = rewrite_chapters(log, chapters())
+        changed, problems = rewrite_chapters(log, chapters(), args.refresh)
         if DIAGRAMS_PAGE.read_text(encoding="utf-8") != diagrams_page() if DIAGRAMS_PAGE.is_file() else True:
             DIAGRAMS_PAGE.write_text(diagrams_page(), encoding="utf-8")
             changed.append(DIAGRAMS_PAGE)
