@@ -174,3 +174,21 @@ def test_manual_chat_on_a_meta_model() -> None:
         assert "Traceback" not in t.output
     finally:
         t.close()
+
+
+def test_ctrl_c_during_generation_exits_130_and_keeps_the_text(tmp_path: Path) -> None:
+    if not (STORIES.exists() and TOK512.exists()):
+        pytest.skip(f"stories260K.bin / tok512.bin not found in {SHARED_REFS}")
+    # No --max-tokens and --debug: a long, slowed-down generation to interrupt.
+    t = Terminal(cli("--model", str(STORIES), "--tokenizer", str(TOK512), "--dtype", "f32", "--debug", "--debug-log", str(tmp_path / "d.log")))
+    try:
+        at = t.expect(r"2\. text: \(empty prompt")
+        at = t.expect(r"choose", at)
+        t.send("2\n")
+        at = t.expect(r"Once upon", at)
+        t.process.send_signal(signal.SIGINT)
+        assert t.wait() == 130
+        t.expect(r"finish reason: interrupted", at)
+        assert "Traceback" not in t.output
+    finally:
+        t.close()

@@ -34,6 +34,7 @@ class ScriptedModel:
 
     script: list[int]
     max_seq_len: int = 32
+    vocab: int = VOCAB
     calls: list[tuple[list[int], int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -46,7 +47,7 @@ class ScriptedModel:
         tokens = inputTokens.data.tolist()
         assert startPos + len(tokens) <= infContext.sequence_length, "Forward past the KV cache"
         self.calls.append((tokens, startPos))
-        logits = np.zeros((len(tokens), VOCAB), dtype=np.float32)
+        logits = np.zeros((len(tokens), self.vocab), dtype=np.float32)
         logits[-1, self.script[len(self.calls) - 1]] = 10.0
         return Tensor.from_numpy(logits)
 
@@ -201,3 +202,23 @@ def test_seeded_sampling_is_reproducible_through_the_engine() -> None:
 
     assert ids(5) == ids(5)
     assert ids(5) != ids(6)
+
+
+def test_llama3_chat_uses_the_header_template_and_stops_on_eot() -> None:
+    path = Path(__file__).resolve().parents[2].parent / "shared" / "refs" / "llama3-tokenizer.model"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (shared reference files not available)")
+    from llamanuts.inference.prompt import build_dialog
+    from llamanuts.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(path)
+    eot = tokenizer.special_tokens["<|eot_id|>"]
+    hello = tokenizer.encode("Hello!")
+    model = ScriptedModel(hello + [eot], max_seq_len=64, vocab=tokenizer.vocab_size)
+    engine = InferenceEngine(model, tokenizer, InferenceArgs())
+    prompt = engine.TokenizeChat(build_dialog("Hi", system="Always answer with emojis"))
+    assert prompt[0] == tokenizer.special_tokens["<|begin_of_text|>"]
+    assert prompt[-4:-1] == [tokenizer.special_tokens["<|start_header_id|>"], *tokenizer.encode("assistant"), tokenizer.special_tokens["<|end_header_id|>"]]
+    parts = list(engine.Generate(prompt))
+    assert "".join(p.text for p in parts) == "Hello!"
+    assert parts[-1].token_id == eot and parts[-1].state is GenerationState.FINISHED_EOS
