@@ -46,18 +46,18 @@ def load(model_path: Path, tokenizer_path: Path | None):
     return loaded, LlamaTransformer(loaded.args, loaded.weights, "bf16")
 
 
-def record_prompt(loaded, model, prompt: str) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Run one forward pass over BOS + prompt with the recorder on; returns (tensors, pieces)."""
+def record_prompt(loaded, model, prompt: str) -> tuple[dict[str, np.ndarray], list[str], str]:
+    """Run one forward pass over BOS + prompt with the recorder on; returns (tensors, pieces, text)."""
     from llamanuts.inference import encode_text_prompt
     from llamanuts.model import tokens_tensor
 
-    tokens = encode_text_prompt(loaded.tokenizer, prompt)
+    tokens = encode_text_prompt(loaded.tokenizer, prompt)[: min(48, loaded.args.max_seq_len)]  # a readable heatmap
     context = model.NewInferenceContext(len(tokens))
     context.recorder = {}
     model.Forward(context, tokens_tensor(tokens), 0)
     pieces = [loaded.tokenizer.id_to_piece(t).strip() or "·" for t in tokens]
     pieces = ["<s>" if t == loaded.tokenizer.bos_id else p for t, p in zip(tokens, pieces)]
-    return context.recorder, pieces
+    return context.recorder, pieces, loaded.tokenizer.decode(tokens[1:])
 
 
 # ---- chapter 10 -------------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def rope_figure(model, out: Path) -> None:
 
 
 # ---- chapter 14 -------------------------------------------------------------------------------------
-def attention_figure(recorded: dict[str, np.ndarray], pieces: list[str], n_rep: int, out: Path) -> None:
+def attention_figure(recorded: dict[str, np.ndarray], pieces: list[str], text: str, n_rep: int, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     xq = recorded[f"layers.{LAYER}.xq_rope"]  # [n, n_heads, head_dim]
@@ -115,7 +115,7 @@ def attention_figure(recorded: dict[str, np.ndarray], pieces: list[str], n_rep: 
         ax.set_xlabel("key position (attended to)")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     axes[0].set_ylabel("query position")
-    fig.suptitle(f"layer {LAYER}, head {HEAD}: {n} tokens of {FIGURE_PROMPT!r}", fontsize=11)
+    fig.suptitle(f"layer {LAYER}, head {HEAD}, {n} tokens: <s> + {text!r}", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=110, metadata=PNG_METADATA)
     plt.close(fig)
@@ -197,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     args.out.mkdir(parents=True, exist_ok=True)
     loaded, model = load(args.model, args.tokenizer)
-    recorded, pieces = record_prompt(loaded, model, FIGURE_PROMPT)
+    recorded, pieces, text = record_prompt(loaded, model, FIGURE_PROMPT)
     rope_figure(model, args.out / "rope-frequencies.png")
-    attention_figure(recorded, pieces, loaded.args.n_rep, args.out / "attention-scores.png")
+    attention_figure(recorded, pieces, text, loaded.args.n_rep, args.out / "attention-scores.png")
     bf16_figure(loaded, model, args.out / "bf16-bit-layout.png")
     for name in ("rope-frequencies.png", "attention-scores.png", "bf16-bit-layout.png"):
         print(args.out / name)
