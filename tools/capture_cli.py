@@ -59,6 +59,11 @@ def captures(model_args: list[str], tokenizer: str) -> list[Capture]:
             "llama_tokenize",
             ["python", "-m", "cmd.llama_tokenize", "--tokenizer", tokenizer, "--bos", "In the beginning God created"],
         ),
+        Capture(
+            "cli-llama-tokenize-emoji",
+            "llama_tokenize: an emoji as byte-fallback tokens",
+            ["python", "-m", "cmd.llama_tokenize", "--tokenizer", tokenizer, "Amen 😀"],
+        ),
     ]
 
 

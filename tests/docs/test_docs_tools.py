@@ -41,5 +41,5 @@ def test_capture_cli_records_real_runs(tmp_path: Path) -> None:
     debug = (tmp_path / "cli-llama-infer-debug.svg").read_text(encoding="utf-8")
     assert debug.startswith("<svg") and "STAGE&#160;19" in debug
     assert "finish&#160;reason" in (tmp_path / "cli-llama-infer.svg").read_text(encoding="utf-8")
-    for name in ("cli-llama-infer.svg", "cli-llama-infer-debug.svg", "cli-llama-tokenize.svg"):
+    for name in ("cli-llama-infer.svg", "cli-llama-infer-debug.svg", "cli-llama-tokenize.svg", "cli-llama-tokenize-emoji.svg"):
         assert (REPO / "docs" / "figures" / name).is_file()
