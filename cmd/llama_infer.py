@@ -30,7 +30,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
+
+if TYPE_CHECKING:  # for the annotations only; the real imports wait, see below
+    from llamanuts.inference import GeneratedPart, InferenceEngine
+    from llamanuts.model.loader import LoadedModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO_ROOT / "models" / "kjv"
@@ -105,7 +109,7 @@ class MenuEntry:
     chat: bool = False
 
 
-def model_family(loaded) -> str:
+def model_family(loaded: LoadedModel) -> str:
     """'kjv', 'stories', 'llama3-instruct', 'llama2-chat', or 'base': which predefined prompts fit."""
     name = Path(loaded.path).name.lower()
     if loaded.format == "llama2c":
@@ -156,7 +160,7 @@ class UI:
             )
         )
 
-    def loading(self, loader: Callable[[Callable[[int, int, str], None]], object]):
+    def loading(self, loader: Callable[[Callable[[int, int, str], None]], LoadedModel]) -> LoadedModel:
         """Run `loader(progress)` with a progress bar on a terminal, a plain line otherwise."""
         if not self.live:
             return loader(lambda done, total, name: None)
@@ -170,7 +174,7 @@ class UI:
 
             return loader(progress)
 
-    def summary(self, loaded, seconds: float, dtype: str, threads: int) -> None:
+    def summary(self, loaded: LoadedModel, seconds: float, dtype: str, threads: int) -> None:
         from llamanuts.model.metadata import model_metadata
 
         meta = model_metadata(loaded)
@@ -184,7 +188,7 @@ class UI:
             soft_wrap=True,
         )
 
-    def metadata(self, loaded) -> None:
+    def metadata(self, loaded: LoadedModel) -> None:
         from rich.table import Table
 
         from llamanuts.model.metadata import model_metadata
@@ -261,8 +265,8 @@ class TextSink:
 # ---- running ---------------------------------------------------------------------------------------
 @dataclass
 class Session:
-    loaded: object
-    engine: object
+    loaded: LoadedModel
+    engine: InferenceEngine
     ui: UI
     warmed_up: bool = False
 
@@ -272,11 +276,11 @@ def tokenize(session: Session, request: Request) -> list[int]:
 
     engine = session.engine
     if request.chat:
-        return engine.TokenizeChat(build_dialog(request.text, system=request.system))  # type: ignore[attr-defined]
-    return engine.TokenizeText(request.text)  # type: ignore[attr-defined]
+        return engine.TokenizeChat(build_dialog(request.text, system=request.system))
+    return engine.TokenizeText(request.text)
 
 
-def first_part_with_spinner(session: Session, parts: Iterator) -> object | None:
+def first_part_with_spinner(session: Session, parts: Iterator[GeneratedPart]) -> GeneratedPart | None:
     """The first Forward compiles the Numba kernels when their cache is cold: say so while it runs."""
     if session.warmed_up or not session.ui.live:
         session.warmed_up = True
@@ -296,7 +300,7 @@ def generate(session: Session, request: Request, out: TextIO, show_waiting: bool
     tokens = tokenize(session, request)
     sink = TextSink(out, show_waiting, strip_leading_space=request.chat)
     interrupted = False
-    parts = engine.Generate(tokens)  # type: ignore[attr-defined]
+    parts = engine.Generate(tokens)
     try:
         part = first_part_with_spinner(session, parts)
         if echo_prompt:
@@ -307,9 +311,9 @@ def generate(session: Session, request: Request, out: TextIO, show_waiting: bool
     except KeyboardInterrupt:
         interrupted = True
         parts.close()
-        sink.write(engine.FlushText())  # type: ignore[attr-defined]
+        sink.write(engine.FlushText())
     sink.end()
-    stats = engine.stats  # type: ignore[attr-defined]
+    stats = engine.stats
     line = stats.summary()
     if stats.seed is not None:
         line += f", seed: {stats.seed}"
@@ -317,7 +321,7 @@ def generate(session: Session, request: Request, out: TextIO, show_waiting: bool
     return not interrupted
 
 
-def load(flags: argparse.Namespace, ui: UI, model_path: Path):
+def load(flags: argparse.Namespace, ui: UI, model_path: Path) -> LoadedModel:
     from llamanuts.model.loader import load_model
 
     return ui.loading(lambda progress: load_model(model_path, flags.tokenizer, progress=progress))
@@ -380,7 +384,7 @@ def run_interactive(flags: argparse.Namespace, ui: UI, model_path: Path) -> int:
             return EXIT_INTERRUPTED
 
 
-def menu_entries(loaded) -> list[MenuEntry]:
+def menu_entries(loaded: LoadedModel) -> list[MenuEntry]:
     entries = []
     for request in predefined_requests(model_family(loaded)):
         kind = "chat" if request.chat else "text"
