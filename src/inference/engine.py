@@ -28,7 +28,7 @@ import numpy as np
 from ..common.errors import LlamaError, SequenceLengthError
 from ..common.logger import GLogger
 from ..model.llamatransformer import LlamaTransformer, tokens_tensor
-from .prompt import ChatMessage, ChatTemplate, chat_template_for, encode_text_prompt, render_parts
+from .prompt import ChatMessage, ChatTemplate, chat_template_for, encode_parts, encode_text_prompt, render_parts
 from .sampling import Sampler, SamplingArgs
 from .utf8 import StreamingUTF8Decoder
 
@@ -175,7 +175,7 @@ class InferenceEngine:
         GLogger.DebugStage(1, "Tokenization")
         parts = self.chat_template.Render(dialog)
         GLogger.DebugPrintf("Rendered the %s chat template: %r", self.chat_template.name, render_parts(parts))
-        tokens = self.chat_template.Encode(self.tokenizer, dialog)
+        tokens = encode_parts(self.tokenizer, parts)
         self._log_tokens(tokens)
         return tokens
 
@@ -189,8 +189,9 @@ class InferenceEngine:
     def Generate(self, promptTokens: Sequence[int]) -> Iterator[GeneratedPart]:
         """Yield one GeneratedPart per generated token; the last one has a finished state.
 
-        The prompt must fit in the sequence length. `self.stats` is updated as parts come, and
-        says "interrupted" if the consumer stops early or Ctrl-C arrives inside Forward.
+        The prompt is checked here, at the call (not at the first `next`): it must be non-empty
+        and fit in the sequence length. `self.stats` is updated as parts come, and says
+        "interrupted" if the consumer stops early or Ctrl-C arrives inside Forward.
         """
         prompt = [int(t) for t in promptTokens]
         if not prompt:
@@ -201,8 +202,12 @@ class InferenceEngine:
                 "use a shorter prompt or a larger --sequence-length"
             )
         sampler = Sampler(self.args.sampling())
-        self.stats = GenerationStats(prompt_tokens=len(prompt), started=time.perf_counter(), seed=None if sampler.args.greedy else sampler.seed)
+        self.stats = GenerationStats(prompt_tokens=len(prompt), seed=None if sampler.args.greedy else sampler.seed)
         self.decoder.reset()
+        return self._generate(prompt, sampler)
+
+    def _generate(self, prompt: list[int], sampler: Sampler) -> Iterator[GeneratedPart]:
+        self.stats.started = time.perf_counter()  # the clock starts when the consumer asks for a token
         if self.args.max_new_tokens == 0:
             self.stats.finish_reason = GenerationState.FINISHED_MAX_TOKENS.value
             self.stats.finished_at = time.perf_counter()
