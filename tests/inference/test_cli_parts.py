@@ -93,3 +93,13 @@ def test_llama3_instruct_prompt_has_the_emoji_system_prompt(cli) -> None:
 
 def test_kjv_prompts(cli) -> None:
     assert [r.text for r in cli.predefined_requests("kjv")] == ["In the beginning", "And the LORD said unto Moses", "Blessed are the"]
+
+
+def test_no_model_message_for_the_default_path(cli) -> None:
+    message = cli.no_model_message(cli.DEFAULT_MODEL, default=True)
+    assert "default model directory" in message and str(cli.DEFAULT_MODEL) in message
+    assert "train_default_model" in message and "consolidated.00.pth" in message and "llama.meta.com" in message
+
+
+def test_default_model_is_models_kjv_beside_cmd(cli) -> None:
+    assert cli.DEFAULT_MODEL == REPO_ROOT / "models" / "kjv"

@@ -159,3 +159,14 @@ def test_ctrl_c_during_generation_exits_130_and_keeps_the_text(stories: list[str
     assert "finish reason: interrupted" in stderr
     assert stdout.startswith("Once") and stdout.endswith("\n")
     assert len(stdout) < len(expected_text(np.load(STORIES_FIXTURE)["f32/greedy"].tolist())) if STORIES_FIXTURE.exists() else True
+
+
+def test_default_model_when_present() -> None:
+    """Without --model the CLI runs the shipped KJV model (skipped until models/kjv exists)."""
+    default = REPO_ROOT / "models" / "kjv"
+    if not (default / "consolidated.00.pth").exists():
+        pytest.skip(f"the default model is not at {default} yet")
+    result = run_cli("--prompt", "In the beginning", "--max-tokens", "8")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and result.stdout.endswith("\n")
+    assert "loaded meta model" in result.stderr and "generated tokens:" in result.stderr
