@@ -580,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "debug.log"
-            print(f"running: {shlex.join(debug_command())} --debug-log {path}", file=sys.stderr)
+            extra = f" {args.extra}" if args.extra else ""
+            print(f"running: {shlex.join(debug_command())}{extra} --debug-log {path}", file=sys.stderr)
             log = run_debug(path, shlex.split(args.extra))
             if args.keep_log:
                 args.keep_log.write_text("\n".join(log), encoding="utf-8")
