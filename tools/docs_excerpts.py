@@ -79,6 +79,7 @@ STAGE_IN_DOCS = re.compile(r"STAGE (?P<number>\d\d)(?:: (?P<title>[A-Z][A-Z0-9 ,
 STAGE_HEADING = re.compile(r"^#{1,6}\s.*?STAGE (?P<number>\d\d): (?P<title>[A-Z][A-Z0-9 ,'/-]*[A-Z0-9])")
 ELISION = ("...", "# ...")
 QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+PATHS = re.compile(r"[^\s'\"(\[]*/[^\s'\":]*")  # a model or checkpoint path
 LISTS = re.compile(r"\[[^\[\]]*\]")  # token lists and shapes: [1, 359, 416] or [9 64]
 NUMBERS = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
@@ -327,6 +328,7 @@ def message_key(line: str) -> str:
     text = normalize(line)
     text = re.sub(r"^\[\w+\]HH:MM:SS\.ffffff ", "", text)
     text = text.replace(" (N.NNNN secs)", "")
+    text = PATHS.sub("<path>", text)
     text = QUOTED.sub("'#'", text)
     text = LISTS.sub("[#]", text)
     return NUMBERS.sub("#", text)
