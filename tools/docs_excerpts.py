@@ -86,6 +86,14 @@ NUMBERS = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 DEFAULT_TIMEOUT = 900  # seconds for the debug run
 
 
+def rel(path: Path) -> str:
+    """`path` relative to the repository root when it is inside it (for messages)."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 # ---- reading the chapters -------------------------------------------------------------------------
 @dataclass
 class Block:
@@ -101,7 +109,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.chapter.relative_to(REPO)}:{self.marker_line}"
+        return f"{rel(self.chapter)}:{self.marker_line}"
 
 
 def chapters() -> list[Path]:
@@ -130,13 +138,13 @@ def parse_blocks(chapter: Path) -> list[Block]:
             j += 1
         opening = FENCE_OPEN.match(lines[j]) if j < len(lines) else None
         if opening is None:
-            raise ValueError(f"{chapter.relative_to(REPO)}:{i + 1}: a {kind} marker must be followed by a fenced block")
+            raise ValueError(f"{rel(chapter)}:{i + 1}: a {kind} marker must be followed by a fenced block")
         fence = opening.group("fence")
         k = j + 1
         while k < len(lines) and lines[k].strip() != fence:
             k += 1
         if k == len(lines):
-            raise ValueError(f"{chapter.relative_to(REPO)}:{j + 1}: the fenced block is never closed")
+            raise ValueError(f"{rel(chapter)}:{j + 1}: the fenced block is never closed")
         blocks.append(Block(chapter, kind, target, i + 1, j + 1, k, lines[j + 1 : k]))
         i = k + 1
     return blocks
@@ -202,7 +210,7 @@ def resolve_symbol(path: Path, symbol: str) -> str | None:
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     except SyntaxError as exc:
-        return f"cannot parse {path.relative_to(REPO)}: {exc}"
+        return f"cannot parse {rel(path)}: {exc}"
     scope: ast.AST = tree
     parts = symbol.split(".")
     for index, part in enumerate(parts):
@@ -213,9 +221,9 @@ def resolve_symbol(path: Path, symbol: str) -> str | None:
                 return None
         if node is None:
             where = "the module" if scope is tree else f"{'.'.join(parts[:index])}"
-            return f"{part!r} is not defined in {where} of {path.relative_to(REPO)}"
+            return f"{part!r} is not defined in {where} of {rel(path)}"
         if not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and index < len(parts) - 1:
-            return f"{'.'.join(parts[: index + 1])} in {path.relative_to(REPO)} is not a class or function"
+            return f"{'.'.join(parts[: index + 1])} in {rel(path)} is not a class or function"
         scope = node
     return None
 
@@ -225,15 +233,15 @@ def check_references(chapter: Path) -> list[str]:
     for path_text, symbol in references(chapter):
         path = REPO / path_text
         if not path.exists():
-            problems.append(f"{chapter.relative_to(REPO)}: names `{path_text}`, which does not exist")
+            problems.append(f"{rel(chapter)}: names `{path_text}`, which does not exist")
             continue
         if symbol:
             if path.suffix != ".py":
-                problems.append(f"{chapter.relative_to(REPO)}: `{path_text}: {symbol}` names a symbol in a non-Python file")
+                problems.append(f"{rel(chapter)}: `{path_text}: {symbol}` names a symbol in a non-Python file")
                 continue
             why = resolve_symbol(path, symbol)
             if why:
-                problems.append(f"{chapter.relative_to(REPO)}: `{path_text}: {symbol}`: {why}")
+                problems.append(f"{rel(chapter)}: `{path_text}: {symbol}`: {why}")
     return problems
 
 
@@ -387,10 +395,10 @@ def check_stages(log_lines: list[str], files: list[Path]) -> list[str]:
             for m in STAGE_IN_DOCS.finditer(line):
                 n, title = m.group("number"), m.group("title")
                 if n not in stages:
-                    problems.append(f"{chapter.relative_to(REPO)}:{number}: STAGE {n} does not occur in the log")
+                    problems.append(f"{rel(chapter)}:{number}: STAGE {n} does not occur in the log")
                 elif title is not None and title != stages[n]:
                     problems.append(
-                        f"{chapter.relative_to(REPO)}:{number}: 'STAGE {n}: {title}' but the log writes "
+                        f"{rel(chapter)}:{number}: 'STAGE {n}: {title}' but the log writes "
                         f"'STAGE {n}: {stages[n]}'"
                     )
             h = STAGE_HEADING.match(line)
@@ -410,7 +418,7 @@ def debug_command(index: Path = DOCS / "index.md") -> list[str]:
             for line in block.lines:
                 if "cmd.llama_infer" in line:
                     return shlex.split(line.strip().lstrip("$ "))
-    raise ValueError(f"{index.relative_to(REPO)} has no <!-- debug-command --> block with a cmd.llama_infer line")
+    raise ValueError(f"{rel(index)} has no <!-- debug-command --> block with a cmd.llama_infer line")
 
 
 def run_debug(log_path: Path, extra: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT) -> list[str]:
@@ -548,7 +556,7 @@ def diagrams_page() -> str:
 
 def check_diagrams_page() -> list[str]:
     if not DIAGRAMS_PAGE.is_file() or DIAGRAMS_PAGE.read_text(encoding="utf-8") != diagrams_page():
-        return [f"{DIAGRAMS_PAGE.relative_to(REPO)} is not up to date with the chapters' diagrams (run tools/docs_excerpts.py)"]
+        return [f"{rel(DIAGRAMS_PAGE)} is not up to date with the chapters' diagrams (run tools/docs_excerpts.py)"]
     return []
 
 
@@ -594,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             DIAGRAMS_PAGE.write_text(diagrams_page(), encoding="utf-8")
             changed.append(DIAGRAMS_PAGE)
         for path in changed:
-            print(f"rewrote debuglog blocks in {path.relative_to(REPO)}", file=sys.stderr)
+            print(f"rewrote debuglog blocks in {rel(path)}", file=sys.stderr)
         for problem in problems:
             print(f"warning: {problem}", file=sys.stderr)
 
