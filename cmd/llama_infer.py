@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=Path, default=None, help=f"a Meta model directory or a llama2.c .bin (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)})")
     model.add_argument("--tokenizer", type=Path, default=None, help="tokenizer file (required for a llama2.c .bin)")
-    model.add_argument("--dtype", choices=["bf16", "f32"], default="bf16", help="compute dtype (default: bf16)")
+    model.add_argument(
+        "--dtype",
+        choices=["auto", "bf16", "f32"],
+        default="auto",
+        help="compute dtype (default auto: the weights' own precision, bf16 for Meta's bf16 files, f32 for llama2.c's float32 files)",
+    )
     model.add_argument("--threads", type=int, default=None, help="threads for the parallel kernels (default: all CPUs)")
     model.add_argument("--sequence-length", type=int, default=None, help="KV cache size in tokens (default: the model's max_seq_len)")
     prompt = parser.add_argument_group("prompt")
@@ -327,6 +332,16 @@ def load(flags: argparse.Namespace, ui: UI, model_path: Path) -> LoadedModel:
     return ui.loading(lambda progress: load_model(model_path, flags.tokenizer, progress=progress))
 
 
+def resolve_dtype(flag: str, loaded: LoadedModel) -> str:
+    """'auto' computes in the precision the weights are stored in: rounding float32 weights to bf16
+    would change the model (and its greedy text), widening bf16 weights to f32 only costs time."""
+    if flag != "auto":
+        return flag
+    from llamanuts.ml import DT_BF16
+
+    return "bf16" if loaded.weights.tok_embeddings.dtype is DT_BF16 else "f32"
+
+
 def make_session(flags: argparse.Namespace, ui: UI, model_path: Path) -> Session:
     from llamanuts.inference import InferenceArgs, InferenceEngine
     from llamanuts.ml import GetThreads, SetThreads
@@ -336,8 +351,9 @@ def make_session(flags: argparse.Namespace, ui: UI, model_path: Path) -> Session
         SetThreads(flags.threads)
     started = time.perf_counter()
     loaded = load(flags, ui, model_path)
-    model = LlamaTransformer(loaded.args, loaded.weights, flags.dtype)
-    ui.summary(loaded, time.perf_counter() - started, flags.dtype, GetThreads())
+    dtype = resolve_dtype(flags.dtype, loaded)
+    model = LlamaTransformer(loaded.args, loaded.weights, dtype)
+    ui.summary(loaded, time.perf_counter() - started, dtype, GetThreads())
     args = InferenceArgs(
         max_new_tokens=flags.max_tokens,
         sequence_length=flags.sequence_length,
