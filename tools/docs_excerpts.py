@@ -22,6 +22,7 @@ and, in prose, file references written as inline code: `src/model/rope.py` or
 
 What is checked (also by tests/docs/test_docs_check.py, which imports this file):
 - every referenced file exists, and every `file: Name.name` resolves in that file's syntax tree;
+- every `--flag` the chapters mention is defined by a program in cmd/, bench/ or tools/;
 - every excerpt still occurs in its file, line for line;
 - every quoted debug.log line occurs in a fresh log, in order, each `...`-free run contiguous
   (the wall time, the seconds fields and the checkout folder of the model path are normalised away);
@@ -242,6 +243,36 @@ def check_references(chapter: Path) -> list[str]:
             why = resolve_symbol(path, symbol)
             if why:
                 problems.append(f"{rel(chapter)}: `{path_text}: {symbol}`: {why}")
+    return problems
+
+
+# ---- command-line flags ------------------------------------------------------------------------
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+FLAG_SOURCES = ("cmd", "bench", "tools")
+ALWAYS_THERE = {"--help"}  # argparse adds it
+
+
+def defined_flags() -> set[str]:
+    """Every `"--flag"` string literal in the programs a reader runs (cmd/, bench/, tools/)."""
+    found = set(ALWAYS_THERE)
+    for folder in FLAG_SOURCES:
+        for path in (REPO / folder).rglob("*.py"):
+            found.update(re.findall(r"[\"'](--[a-z][a-z0-9-]*)[\"']", path.read_text(encoding="utf-8")))
+    return found
+
+
+def check_flags(chapter: Path, known: set[str] | None = None) -> list[str]:
+    """Every `--flag` a chapter mentions (outside quoted debug.log lines) is defined by some program."""
+    known = known if known is not None else defined_flags()
+    text = chapter.read_text(encoding="utf-8").split("\n")
+    for block in parse_blocks(chapter):
+        if block.kind == "debuglog":
+            text[block.first : block.last] = [""] * (block.last - block.first)
+    problems = []
+    for number, line in enumerate(text, start=1):
+        for flag in FLAG.findall(line):
+            if flag not in known:
+                problems.append(f"{rel(chapter)}:{number}: flag {flag} is not defined by any program in cmd/, bench/ or tools/")
     return problems
 
 
@@ -564,8 +595,10 @@ def check_diagrams_page() -> list[str]:
 def check_all(log: list[str] | None, files: list[Path] | None = None) -> list[str]:
     files = files if files is not None else chapters()
     problems: list[str] = []
+    known = defined_flags()
     for chapter in files:
         problems += check_references(chapter)
+        problems += check_flags(chapter, known)
         for block in parse_blocks(chapter):
             if block.kind == "excerpt":
                 problems += check_excerpt(block)

@@ -1,6 +1,7 @@
 """The chapters in docs/ cannot drift from the code or from a real debug.log.
 
 - every `file` and `file: Class.function` a chapter names exists (functions found with `ast`);
+- every `--flag` a chapter mentions is defined by a program in cmd/, bench/ or tools/;
 - every `<!-- excerpt: FILE -->` block still occurs in FILE, line for line;
 - every `<!-- debuglog -->` line occurs, in order, in the log of a real debug run of the default
   model, made once per session with the exact command docs/index.md gives the reader;
@@ -70,6 +71,12 @@ def test_named_files_and_functions_exist(chapter: Path) -> None:
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
+def test_command_line_flags_exist(chapter: Path) -> None:
+    problems = tool.check_flags(chapter)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_code_excerpts_are_verbatim(chapter: Path) -> None:
     problems = [p for b in tool.parse_blocks(chapter) if b.kind == "excerpt" for p in tool.check_excerpt(b)]
     assert not problems, "\n".join(problems)
@@ -101,6 +108,9 @@ def test_checker_catches_drift(tmp_path: Path) -> None:
         "...\n[DEBUG]01:02:03.123456 a line no run writes (0.0000 secs)\n```\n",
         encoding="utf-8",
     )
+    assert tool.check_flags(chapter, {"--debug"}) == []
+    chapter.write_text(chapter.read_text(encoding="utf-8") + "\nRun it with `--no-such-flag`.\n", encoding="utf-8")
+    assert "--no-such-flag" in tool.check_flags(chapter)[0]
     refs = tool.check_references(chapter)
     assert any("nope.py" in p for p in refs) and any("noSuchMethod" in p for p in refs)
     assert not any("precomputeFreqsCis" in p for p in refs)
