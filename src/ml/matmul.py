@@ -60,10 +60,16 @@ def _linear_bf16_weights(x2: np.ndarray, w: np.ndarray) -> np.ndarray:
         kernel = _gemv_bf16_parallel if m * k >= _PARALLEL_MIN_WEIGHTS else _gemv_bf16
         kernel(x2, w, out)
         return out
+    # Blocks of weight rows produce blocks of output *columns*; computing the transposed product
+    # (w_block @ x^T) writes each block as contiguous rows, which BLAS needs (a strided `out`
+    # makes numpy fall back to a loop that is 5x slower).
     block = max(1, _WIDEN_BLOCK_BYTES // (4 * max(k, 1)))
+    out_t = np.empty((m, n), dtype=np.float32)
+    x2_t = x2.T
     for r0 in range(0, m, block):
         r1 = min(m, r0 + block)
-        np.matmul(x2, bf16_bits_to_float32(w[r0:r1]).T, out=out[:, r0:r1])
+        np.matmul(bf16_bits_to_float32(w[r0:r1]), x2_t, out=out_t[r0:r1])
+    out[...] = out_t.T
     return out
 
 
