@@ -9,7 +9,7 @@ math on CPU). Scalars stay float32 (they are not rounded to bf16 first).
 
 from __future__ import annotations
 
-
+from typing import Any, Callable
 
 import numpy as np
 from numba import vectorize
@@ -22,89 +22,109 @@ from .tensor import Tensor
 # ---- kernels --------------------------------------------------------------------------------------
 
 
-@vectorize(["float32(float32, float32)"], cache=True)
+class LazyUfunc:
+    """A Numba ufunc compiled (or loaded from Numba's cache) on its first call, not at import.
+
+    Loading a cached ufunc costs tens of milliseconds and a run needs only the kernels of its compute
+    mode, so building them on demand shortens start-up. After the first call this calls the numpy
+    ufunc itself: numba.vectorize returns a DUFunc whose __call__ is Python code (it can add
+    signatures on the fly), while the compiled ufunc underneath costs about a quarter as much per call;
+    the ops validate dtypes first, so the one compiled signature always fits.
+    """
+
+    __slots__ = ("signature", "function", "ufunc")
+
+    def __init__(self, signature: str, function: Callable[..., Any]) -> None:
+        self.signature = signature
+        self.function = function
+        self.ufunc: np.ufunc | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        ufunc = self.ufunc
+        if ufunc is None:
+            ufunc = self.ufunc = vectorize([self.signature], cache=True)(self.function).ufunc
+        return ufunc(*args)
+
+
+def lazy_vectorize(signature: str) -> Callable[[Callable[..., Any]], LazyUfunc]:
+    return lambda function: LazyUfunc(signature, function)
+
+
+
+@lazy_vectorize("float32(float32, float32)")
 def _add_f32(a, b):  # type: ignore[no-untyped-def]
     return a + b
 
 
-@vectorize(["uint16(uint16, uint16)"], cache=True)
+@lazy_vectorize("uint16(uint16, uint16)")
 def _add_bf16(a, b):  # type: ignore[no-untyped-def]
     return f32_to_bf16(bf16_to_f32(a) + bf16_to_f32(b))
 
 
-@vectorize(["float32(float32, float32)"], cache=True)
+@lazy_vectorize("float32(float32, float32)")
 def _mul_f32(a, b):  # type: ignore[no-untyped-def]
     return a * b
 
 
-@vectorize(["uint16(uint16, uint16)"], cache=True)
+@lazy_vectorize("uint16(uint16, uint16)")
 def _mul_bf16(a, b):  # type: ignore[no-untyped-def]
     return f32_to_bf16(bf16_to_f32(a) * bf16_to_f32(b))
 
 
-@vectorize(["complex64(complex64, complex64)"], cache=True)
+@lazy_vectorize("complex64(complex64, complex64)")
 def _mul_c64(a, b):  # type: ignore[no-untyped-def]
     # (a.re + i a.im)(b.re + i b.im): the rotary embedding's rotation of a pair by an angle
     return complex(a.real * b.real - a.imag * b.imag, a.real * b.imag + a.imag * b.real)
 
 
-@vectorize(["uint16(uint16, float32)"], cache=True)
+@lazy_vectorize("uint16(uint16, float32)")
 def _add_scalar_bf16(a, s):  # type: ignore[no-untyped-def]
     return f32_to_bf16(bf16_to_f32(a) + s)
 
 
-@vectorize(["uint16(uint16, float32)"], cache=True)
+@lazy_vectorize("uint16(uint16, float32)")
 def _div_scalar_bf16(a, s):  # type: ignore[no-untyped-def]
     return f32_to_bf16(bf16_to_f32(a) / s)
 
 
-@vectorize(["float32(float32, float32)"], cache=True)
+@lazy_vectorize("float32(float32, float32)")
 def _div_f32(a, s):  # type: ignore[no-untyped-def]
     return a / s
 
 
-@vectorize(["float32(float32, float32)"], cache=True)
+@lazy_vectorize("float32(float32, float32)")
 def _pow_f32(a, e):  # type: ignore[no-untyped-def]
     if e == 2.0:
         return a * a  # exact, and what RMSNorm asks for
     return a**e
 
 
-@vectorize(["uint16(uint16, float32)"], cache=True)
+@lazy_vectorize("uint16(uint16, float32)")
 def _pow_bf16(a, e):  # type: ignore[no-untyped-def]
     x = bf16_to_f32(a)
     return f32_to_bf16(x * x if e == 2.0 else x**e)
 
 
-@vectorize(["float32(float32)"], cache=True)
+@lazy_vectorize("float32(float32)")
 def _rsqrt_f32(a):  # type: ignore[no-untyped-def]
     return np.float32(1.0) / np.sqrt(a)
 
 
-@vectorize(["uint16(uint16)"], cache=True)
+@lazy_vectorize("uint16(uint16)")
 def _rsqrt_bf16(a):  # type: ignore[no-untyped-def]
     return f32_to_bf16(np.float32(1.0) / np.sqrt(bf16_to_f32(a)))
 
 
-@vectorize(["float32(float32)"], cache=True)
+@lazy_vectorize("float32(float32)")
 def _silu_f32(a):  # type: ignore[no-untyped-def]
     return a / (np.float32(1.0) + np.exp(-a))
 
 
-@vectorize(["uint16(uint16)"], cache=True)
+@lazy_vectorize("uint16(uint16)")
 def _silu_bf16(a):  # type: ignore[no-untyped-def]
     x = bf16_to_f32(a)
     return f32_to_bf16(x / (np.float32(1.0) + np.exp(-x)))
 
-
-# numba.vectorize returns a DUFunc whose __call__ is Python code (it can compile new signatures on the
-# fly); the ops validate dtypes first, so they call the compiled numpy ufunc underneath directly,
-# which costs about a quarter of the time per call.
-(_add_f32, _add_bf16, _mul_f32, _mul_bf16, _mul_c64, _add_scalar_bf16, _div_scalar_bf16, _div_f32,
- _pow_f32, _pow_bf16, _rsqrt_f32, _rsqrt_bf16, _silu_f32, _silu_bf16) = (
-    k.ufunc for k in (_add_f32, _add_bf16, _mul_f32, _mul_bf16, _mul_c64, _add_scalar_bf16, _div_scalar_bf16,
-                      _div_f32, _pow_f32, _pow_bf16, _rsqrt_f32, _rsqrt_bf16, _silu_f32, _silu_bf16)
-)
 
 # ---- ops ------------------------------------------------------------------------------------------
 
