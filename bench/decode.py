@@ -338,7 +338,9 @@ def print_profile(rows: list[dict[str, Any]]) -> None:
 # ---- main -----------------------------------------------------------------------------------------
 
 
-def run(shape: str, dtype: str, tokens: int, repeats: int, with_torch: bool, profile: bool) -> dict[str, Any]:
+def run(
+    shape: str, dtype: str, tokens: int, repeats: int, with_torch: bool, profile: bool, torch_dtype: str = "f32"
+) -> dict[str, Any]:
     model_path, tokenizer_path = model_files(shape)
     loaded = load_model(model_path, tokenizer_path=tokenizer_path) if tokenizer_path else load_model(model_path)
     model = LlamaTransformer(loaded.args, loaded.weights, dtype)
@@ -346,7 +348,7 @@ def run(shape: str, dtype: str, tokens: int, repeats: int, with_torch: bool, pro
     decode_tok_s, prefill_tok_s = time_engine(model, tokens, repeats)
     bytes_per_token = decode_bytes_per_token(model)
     roofline = bandwidth * 1e9 / bytes_per_token
-    torch_decode, torch_prefill = time_torch(model_path, dtype, tokens, repeats) if with_torch else (None, None)
+    torch_decode, torch_prefill = time_torch(model_path, torch_dtype, tokens, repeats) if with_torch else (None, None)
     result: dict[str, Any] = {
         "shape": shape,
         "dtype": dtype,
@@ -360,6 +362,7 @@ def run(shape: str, dtype: str, tokens: int, repeats: int, with_torch: bool, pro
         "roofline_fraction": round(decode_tok_s / roofline, 3),
         "torch_decode_tok_s": None if torch_decode is None else round(torch_decode, 2),
         "torch_prefill_tok_s": None if torch_prefill is None else round(torch_prefill, 2),
+        "torch_dtype": torch_dtype if torch_decode is not None else None,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
     if profile:
@@ -375,12 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference timing")
+    parser.add_argument(
+        "--torch-dtype",
+        choices=["f32", "bf16"],
+        default="f32",
+        help="dtype of the PyTorch reference (default f32: its bf16 matrix products have no fast path on this CPU)",
+    )
     parser.add_argument("--profile", action="store_true", help="add the per-stage decode profile")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args(argv)
     if args.threads:
         SetThreads(args.threads)
-    result = run(args.shape, args.dtype, args.tokens, args.repeats, not args.no_torch, args.profile)
+    result = run(args.shape, args.dtype, args.tokens, args.repeats, not args.no_torch, args.profile, args.torch_dtype)
     if args.json:
         print(json.dumps(result))
     else:
