@@ -47,3 +47,6 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     page = (tmp_path / "site" / "14-making-a-prediction-attention" / "index.html").read_text(encoding="utf-8")
     assert 'class="mermaid"' in page  # the custom fence turned ```mermaid into a diagram
     assert (tmp_path / "site" / "figures" / "attention-scores.png").is_file()
+    # Chapter 18's link to the benchmark report resolves: the real docs/PERFORMANCE.md, or the
+    # stand-in docs/_hooks/performance_page.py generates while it is absent.
+    assert (tmp_path / "site" / "PERFORMANCE" / "index.html").is_file()
