@@ -6,12 +6,17 @@ the kernel behind it only computes. Use as `from llamanuts import ml; ml.LinearT
 
 import os
 
-# Numba's parallel kernels run on an OpenMP thread pool. By default its idle workers spin, waiting for
-# the next kernel; on a machine where another process holds a core, a spinning worker and the main
-# thread then take turns at the scheduler's pace, and a 20-microsecond matrix-vector product took
-# 2-8 milliseconds (measured here with a training run on the other core). Passive workers sleep
-# instead and wake in microseconds. Set before the pool starts; a value from the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Numba's parallel kernels run on an OpenMP (libgomp) thread pool whose idle workers spin for a while
+# before they sleep. Measured here on 2 cores, for a bf16 matrix-vector product:
+# - on a quiet machine, spinning workers start the next kernel at once (a 768x768 product in 15 us,
+#   11008x4096 at 34-37 GB/s), while sleeping ones (OMP_WAIT_POLICY=passive) must be woken each time
+#   (47 us and 19 GB/s: decode calls hundreds of kernels per token, so that is the common case);
+# - when another process holds a core, a long spin steals the time slice the main thread needs
+#   (libgomp's default spin let a 20 us product take milliseconds).
+# A short spin (30000 iterations, tens of microseconds) keeps the quiet-machine speed and bounds the
+# damage under load. Set before the pool starts; a policy or spin count from the user wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 from .bfloat16 import bf16_bits_to_float32, float32_to_bf16_bits, round_to_bf16
 from .creation import ARange, Full, Ones, Outer, Polar, TriangularUpper, Zeros
