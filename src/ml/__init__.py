@@ -6,17 +6,16 @@ the kernel behind it only computes. Use as `from llamanuts import ml; ml.LinearT
 
 import os
 
-# Numba's parallel kernels run on an OpenMP (libgomp) thread pool whose idle workers spin for a while
-# before they sleep. Measured here on 2 cores, for a bf16 matrix-vector product:
-# - on a quiet machine, spinning workers start the next kernel at once (a 768x768 product in 15 us,
-#   11008x4096 at 34-37 GB/s), while sleeping ones (OMP_WAIT_POLICY=passive) must be woken each time
-#   (47 us and 19 GB/s: decode calls hundreds of kernels per token, so that is the common case);
-# - when another process holds a core, a long spin steals the time slice the main thread needs
-#   (libgomp's default spin let a 20 us product take milliseconds).
-# A short spin (30000 iterations, tens of microseconds) keeps the quiet-machine speed and bounds the
-# damage under load. Set before the pool starts; a policy or spin count from the user wins.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "30000")
+# Numba's parallel kernels run on an OpenMP (libgomp) thread pool; numpy's BLAS (prefill) runs on a
+# second pool of its own. Idle OpenMP workers spin for a while before they sleep, and on 2 cores a
+# spinning pool takes the cores the other pool, or another process, needs. Measured here on the
+# 110M shape, alternating settings (bench.decode, tokens/s, decode / 32-token prefill):
+#   libgomp spinning (active, or a 30000 spin count):  84-98 / 36-110, and 10-11 / 14-93 while
+#                                                       another process was busy
+#   passive (workers sleep at once):                   58-70 / 330-347, and 58 / 342 under load
+# Passive costs a wake-up per kernel launch in decode but never starves BLAS or the main thread, so
+# it is the default. Set before the pool starts; a policy from the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .bfloat16 import bf16_bits_to_float32, float32_to_bf16_bits, round_to_bf16
 from .creation import ARange, Full, Ones, Outer, Polar, TriangularUpper, Zeros
