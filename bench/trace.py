@@ -35,9 +35,23 @@ MODEL_SOURCES = REPO / "src" / "model"
 
 
 class _StripTrace(ast.NodeTransformer):
-    """Drops expression statements `GLogger.DebugX(...)`; an emptied block gets `pass`."""
+    """Drops expression statements `GLogger.DebugX(...)` and whole `if GLogger.debug_enabled:` blocks
+    (the level checks that guard the trace calls); an emptied block gets `pass`."""
 
     removed = 0
+
+    def visit_If(self, node: ast.If) -> Any:
+        test = node.test
+        if (
+            isinstance(test, ast.Attribute)
+            and isinstance(test.value, ast.Name)
+            and test.value.id == "GLogger"
+            and test.attr == "debug_enabled"
+            and not node.orelse
+        ):
+            _StripTrace.removed += 1
+            return None
+        return self.generic_visit(node)
 
     def visit_Expr(self, node: ast.Expr) -> Any:
         call = node.value
