@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..common import GLogger, SequenceLengthError, ShapeError
 from ..ml import (
 
@@ -155,8 +157,6 @@ class LlamaTransformer:
 
 def tokens_tensor(tokens: list[int]) -> Tensor:
     """A 1-D INT64 tensor of token ids (STAGE 02: creating the tokens tensor)."""
-    import numpy as np
-
     return Tensor.wrap(np.asarray(tokens, dtype=np.int64).reshape(-1), DT_INT64)
 
 

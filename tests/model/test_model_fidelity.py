@@ -8,6 +8,7 @@ random models in Meta's format cover MHA, GQA, Llama 3's rope_theta and Llama 3.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -41,25 +42,31 @@ def _run(name: str, mode: str) -> tuple[dict, dict, np.ndarray, np.lib.npyio.Npz
     return prefill, decode, full, ref
 
 
-def _stage_keys(ref: np.lib.npyio.NpzFile, prefix: str) -> list[str]:
-    return [k[len(prefix):] for k in ref.files if k.startswith(prefix)]
+def _stages(mode: str, prefill: dict, decode: dict, ref: np.lib.npyio.NpzFile) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, ours, expected) for every stage the reference recorded in `mode`, after checking that
+    the shapes agree and that both have their infinities (the mask's -inf) in the same places."""
+    for step, ours in (("prefill", prefill), ("decode", decode)):
+        prefix = f"{mode}/{step}/"
+        for key in ref.files:
+            if not key.startswith(prefix):
+                continue
+            stage = key[len(prefix):]
+            expected, got = ref[key], ours[stage]
+            assert got.shape == expected.shape, (step, stage)
+            np.testing.assert_array_equal(np.isfinite(got), np.isfinite(expected), err_msg=f"{step}/{stage}")
+            yield f"{step}/{stage}", got, expected
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_f32_every_stage_matches_the_reference_within_1e4_of_its_range(name: str) -> None:
     prefill, decode, full, ref = _run(name, "f32")
-    for step, ours in (("prefill", prefill), ("decode", decode)):
-        for stage in _stage_keys(ref, f"f32/{step}/"):
-            expected = ref[f"f32/{step}/{stage}"]
-            got = ours[stage]
-            assert got.shape == expected.shape, (step, stage)
-            if np.iscomplexobj(expected):  # compare real and imaginary parts as floats
-                expected, got = expected.view(np.float32), got.astype(np.complex64).view(np.float32)
-            finite = np.isfinite(expected)
-            np.testing.assert_array_equal(np.isfinite(got), finite, err_msg=f"{step}/{stage}")
-            value_range = float(np.ptp(expected[finite])) or 1.0
-            error = float(np.abs(got[finite] - expected[finite]).max())
-            assert error <= 1e-4 * value_range, f"{name} {step}/{stage}: max error {error:.3g}, range {value_range:.3g}"
+    for label, got, expected in _stages("f32", prefill, decode, ref):
+        if np.iscomplexobj(expected):  # compare real and imaginary parts as floats
+            expected, got = expected.view(np.float32), got.astype(np.complex64).view(np.float32)
+        finite = np.isfinite(expected)
+        value_range = float(np.ptp(expected[finite])) or 1.0
+        error = float(np.abs(got[finite] - expected[finite]).max())
+        assert error <= 1e-4 * value_range, f"{name} {label}: max error {error:.3g}, range {value_range:.3g}"
     expected_full = ref["f32/full/logits"]
     assert np.abs(full - expected_full).max() <= 1e-4 * np.ptp(expected_full)
 
@@ -67,23 +74,18 @@ def test_f32_every_stage_matches_the_reference_within_1e4_of_its_range(name: str
 @pytest.mark.parametrize("name", MODELS)
 def test_bf16_every_stage_matches_the_reference_within_two_bf16_ulps(name: str) -> None:
     prefill, decode, _, ref = _run(name, "bf16")
-    for step, ours in (("prefill", prefill), ("decode", decode)):
-        for stage in _stage_keys(ref, f"bf16/{step}/"):
-            expected = ref[f"bf16/{step}/{stage}"]
-            got = ours[stage]
-            assert got.shape == expected.shape, (step, stage)
-            finite = np.isfinite(expected)
-            np.testing.assert_array_equal(np.isfinite(got), finite, err_msg=f"{step}/{stage}")
-            if np.iscomplexobj(expected):
-                assert np.abs(got - expected).max() < 1e-6, stage
-                continue
-            # two ulps of the element, or of the stage's typical magnitude for values near zero
-            # (where one rounding difference upstream moves a small value by many of its own ulps)
-            scale = np.maximum(np.abs(expected), np.float32(np.sqrt(np.mean(expected[finite] ** 2))))
-            tolerance = 2 * _bf16_ulp(scale)
-            error = np.abs(got[finite] - expected[finite])
-            worst = float((error / tolerance[finite]).max())
-            assert worst <= 1.0, f"{name} {step}/{stage}: {worst:.2f} x the 2-ulp tolerance"
+    for label, got, expected in _stages("bf16", prefill, decode, ref):
+        if np.iscomplexobj(expected):
+            assert np.abs(got - expected).max() < 1e-6, label
+            continue
+        finite = np.isfinite(expected)
+        # two ulps of the element, or of the stage's typical magnitude for values near zero
+        # (where one rounding difference upstream moves a small value by many of its own ulps)
+        scale = np.maximum(np.abs(expected), np.float32(np.sqrt(np.mean(expected[finite] ** 2))))
+        tolerance = 2 * _bf16_ulp(scale)
+        error = np.abs(got[finite] - expected[finite])
+        worst = float((error / tolerance[finite]).max())
+        assert worst <= 1.0, f"{name} {label}: {worst:.2f} x the 2-ulp tolerance"
 
 
 @pytest.mark.parametrize("mode", ["f32", "bf16"])
