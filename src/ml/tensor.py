@@ -38,7 +38,21 @@ class Tensor:
             raise DTypeError(
                 f"Tensor {name!r}: dtype {dtype} is stored as numpy {dtype.storage}, got numpy {data.dtype}"
             )
-        if data.shape != shape:
+        if dtype.is_quantized:
+            if not shape or shape[-1] % dtype.block_size:
+                raise ShapeError(
+                    f"Tensor {name!r}: {dtype} stores blocks of {dtype.block_size} values, so the last dimension "
+                    f"of shape {format_dims(shape)} must be a multiple of {dtype.block_size}"
+                )
+            stored = dtype.storage_shape(shape)
+            if data.shape != stored:
+                if data.size != math.prod(stored):
+                    raise ShapeError(
+                        f"Tensor {name!r}: {dtype} shape {format_dims(shape)} needs {dtype.nbytes(shape)} bytes, "
+                        f"data has {data.size}"
+                    )
+                data = data.reshape(stored)
+        elif data.shape != shape:
             if data.size != math.prod(shape):
                 raise ShapeError(
                     f"Tensor {name!r}: shape {format_dims(shape)} needs "
@@ -54,7 +68,8 @@ class Tensor:
 
     @classmethod
     def wrap(cls, data: np.ndarray, dtype: DataType, name: str = "") -> "Tensor":
-        """Fast constructor for ops: `data` is already contiguous with the right storage dtype."""
+        """Fast constructor for ops: `data` is already contiguous with the right storage dtype
+        (not for quantized dtypes, whose storage shape is not their shape: use the constructor)."""
         t = cls.__new__(cls)
         t.shape = data.shape
         t.dtype = dtype
@@ -78,15 +93,20 @@ class Tensor:
         return len(self.shape)
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return math.prod(self.shape)
 
     def nbytes(self) -> int:
         return int(self.data.size) * self.dtype.itemsize
 
     def numpy(self) -> np.ndarray:
-        """The values as numpy: bf16 widened to float32 (a copy); other dtypes the storage itself."""
+        """The values as numpy: bf16 and quantized blocks widened to float32 (a copy); F16 as
+        float16; other dtypes the storage itself."""
         if self.dtype is DT_BF16:
             return bf16_bits_to_float32(self.data)
+        if self.dtype.is_quantized:
+            from .quantized import dequantize
+
+            return dequantize(self.dtype, self.data).reshape(self.shape)
         return self.data
 
     def item(self) -> float | int | complex | bool:

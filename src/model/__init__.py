@@ -2,7 +2,7 @@
 
 from .inferencecontext import COMPUTE_MODES, InferenceContext, compute_dtype
 from .llamatransformer import LlamaTransformer, tokens_tensor
-from .modelargs import ModelArgs, ffn_hidden_dim
+from .modelargs import LLAMA31_ROPE_SCALING, ModelArgs, RopeScaling, ffn_hidden_dim
 from .weights import LayerWeights, ModelWeights
 
 __all__ = [
@@ -10,7 +10,9 @@ __all__ = [
     "InferenceContext",
     "LayerWeights",
     "LlamaTransformer",
+    "LLAMA31_ROPE_SCALING",
     "ModelArgs",
+    "RopeScaling",
     "ModelWeights",
     "compute_dtype",
     "ffn_hidden_dim",

@@ -78,7 +78,7 @@ class LlamaTransformer:
         self.layers = [LlamaTransformerBlock(i, args, lw) for i, lw in enumerate(w.layers)]
         self.output_norm = RMSNorm(args.norm_eps, w.norm, "LlamaTransformer.output_norm")
         self.output = w.output
-        self.freqs_cis = precomputeFreqsCis(args.head_dim, args.max_seq_len, args.rope_theta, args.use_scaled_rope)
+        self.freqs_cis = precomputeFreqsCis(args.head_dim, args.max_seq_len, args.rope_theta, args.rope_scaling)
 
     def NewInferenceContext(self, sequence_length: int | None = None) -> InferenceContext:
         return InferenceContext(self.args, sequence_length or self.args.max_seq_len, self.mode)

@@ -22,6 +22,21 @@ def ffn_hidden_dim(dim: int, multiple_of: int, ffn_dim_multiplier: float | None)
     return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
+@dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3.1's stretch of the slow RoPE frequencies (Meta's `apply_scaling`, Hugging Face's
+    `rope_scaling` of type "llama3", GGUF's `llama.rope.scaling.*`)."""
+
+    factor: float = 8.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+# Meta's params.json only says `"use_scaled_rope": true`; its code hard-codes these constants.
+LLAMA31_ROPE_SCALING = RopeScaling()
+
+
 @dataclass
 class ModelArgs:
     dim: int
@@ -36,12 +51,19 @@ class ModelArgs:
     rope_theta: float = 10000.0
     use_scaled_rope: bool = False
     max_seq_len: int = 2048
+    # 0: dim // n_heads (Meta's rule); Hugging Face configs and GGUF files may give it explicitly
+    head_dim: int = 0
+    # None: plain RoPE. Set for Llama 3.1-style scaled RoPE (use_scaled_rope is then True).
+    rope_scaling: RopeScaling | None = None
     # params.json keys we do not use, kept so the metadata can show them
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
+    def __post_init__(self) -> None:
+        if not self.head_dim:
+            self.head_dim = self.dim // self.n_heads
+        if self.use_scaled_rope and self.rope_scaling is None:
+            self.rope_scaling = LLAMA31_ROPE_SCALING
+        self.use_scaled_rope = self.rope_scaling is not None
 
     @property
     def n_rep(self) -> int:
@@ -62,7 +84,10 @@ class ModelArgs:
             ("ffn_dim_multiplier", str(self.ffn_dim_multiplier)),
             ("norm_eps", str(self.norm_eps)),
             ("rope_theta", str(self.rope_theta)),
-            ("use_scaled_rope", str(self.use_scaled_rope)),
+            ("rope_scaling", "none" if self.rope_scaling is None else (
+                f"factor {self.rope_scaling.factor:g}, low_freq_factor {self.rope_scaling.low_freq_factor:g}, "
+                f"high_freq_factor {self.rope_scaling.high_freq_factor:g}, "
+                f"original context {self.rope_scaling.original_max_position_embeddings}")),
             ("max_seq_len", str(self.max_seq_len)),
         ]
         rows += [(f"{k} (unused)", repr(v)) for k, v in self.extra.items()]

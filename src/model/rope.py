@@ -27,37 +27,32 @@ from ..ml import (
     ViewAsComplex64,
     ViewAsFloat32,
 )
+from .modelargs import RopeScaling
 
-# Llama 3.1's scaling constants (Meta's reference, apply_scaling)
-SCALE_FACTOR = 8.0
-LOW_FREQ_FACTOR = 1.0
-HIGH_FREQ_FACTOR = 4.0
-OLD_CONTEXT_LEN = 8192.0
-
-
-def applyRopeScaling(freqs: np.ndarray) -> np.ndarray:
-    """Llama 3.1: keep high frequencies, divide low ones by 8, blend smoothly in between."""
-    low_freq_wavelen = OLD_CONTEXT_LEN / LOW_FREQ_FACTOR
-    high_freq_wavelen = OLD_CONTEXT_LEN / HIGH_FREQ_FACTOR
+def applyRopeScaling(freqs: np.ndarray, scaling: RopeScaling) -> np.ndarray:
+    """Llama 3.1: keep high frequencies, divide low ones by the factor (8), blend smoothly in between."""
+    old_context_len = float(scaling.original_max_position_embeddings)
+    low_freq_wavelen = old_context_len / scaling.low_freq_factor
+    high_freq_wavelen = old_context_len / scaling.high_freq_factor
     out = np.empty_like(freqs)
     for i, freq in enumerate(freqs.tolist()):
         wavelen = 2 * math.pi / freq
         if wavelen < high_freq_wavelen:
             out[i] = freq
         elif wavelen > low_freq_wavelen:
-            out[i] = freq / SCALE_FACTOR
+            out[i] = freq / scaling.factor
         else:
-            smooth = (OLD_CONTEXT_LEN / wavelen - LOW_FREQ_FACTOR) / (HIGH_FREQ_FACTOR - LOW_FREQ_FACTOR)
-            out[i] = (1 - smooth) * freq / SCALE_FACTOR + smooth * freq
+            smooth = (old_context_len / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor)
+            out[i] = (1 - smooth) * freq / scaling.factor + smooth * freq
     return out
 
 
-def precomputeFreqsCis(head_dim: int, end: int, theta: float, use_scaled: bool) -> Tensor:
+def precomputeFreqsCis(head_dim: int, end: int, theta: float, scaling: RopeScaling | None = None) -> Tensor:
     """freqs_cis [end, head_dim/2] COMPLEX64: cos + i sin of position * frequency, in float32 as Meta does."""
     exponents = ARange(0, head_dim, 2, DT_F32).data[: head_dim // 2] / np.float32(head_dim)
     freqs = (np.float32(1.0) / np.power(np.float32(theta), exponents)).astype(np.float32)
-    if use_scaled:
-        freqs = applyRopeScaling(freqs)
+    if scaling is not None:
+        freqs = applyRopeScaling(freqs, scaling)
     positions = ARange(0, end, 1, DT_F32)
     angles = Outer(positions, Tensor.wrap(freqs, DT_F32))
     return Polar(Ones(angles.shape, DT_F32), angles)
