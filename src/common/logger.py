@@ -6,6 +6,9 @@ debug line. When debug is off, `DebugPrintf` is a no-op bound at `Init` time: no
 no shape formatting, only the cost of one call, because Forward calls it hundreds of times per token.
 
 Arguments are formatted only when debug is on; a Tensor argument is printed as `shape([32 4096])`.
+So the call sites need no `if GLogger.debug_enabled:` of their own: pass the objects, and pass an
+argument that costs work to build (a list of token pieces, say) as a zero-argument lambda, which is
+called only when the line is written.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def format_shape(shape: tuple[int, ...] | list[int]) -> str:
 
 
 def _format_arg(arg: Any) -> Any:
+    if callable(arg) and getattr(arg, "__name__", "") == "<lambda>":
+        arg = arg()  # a lazy argument: built only now that the line is written
     shape = getattr(arg, "shape", None)
     if shape is not None and hasattr(arg, "dtype") and not isinstance(arg, (str, bytes)):
         return format_shape(tuple(shape))

@@ -49,14 +49,11 @@ class LlamaAttention:
         layer = self.layer_index
 
         GLogger.DebugStage(8, "Calculating xq, xk, xv")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wq weights %s -> tensor xq", x, self.attn_wq)
+        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wq weights %s -> tensor xq", x, self.attn_wq)
         xq = LinearTransformation(x, self.attn_wq)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wk weights %s -> tensor xk", x, self.attn_wk)
+        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wk weights %s -> tensor xk", x, self.attn_wk)
         xk = LinearTransformation(x, self.attn_wk)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wv weights %s -> tensor xv", x, self.attn_wv)
+        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wv weights %s -> tensor xv", x, self.attn_wv)
         xv = LinearTransformation(x, self.attn_wv)
         self._record(infContext, "xq", xq)
         self._record(infContext, "xk", xk)
@@ -66,71 +63,57 @@ class LlamaAttention:
         xq = Reshape(xq, [sequenceLength, self.n_heads, self.head_dim])
         xk = Reshape(xk, [sequenceLength, self.n_kv_heads, self.head_dim])
         xv = Reshape(xv, [sequenceLength, self.n_kv_heads, self.head_dim])
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Reshaped xq %s, xk %s, xv %s", xq, xk, xv)
+        GLogger.DebugPrintf("Reshaped xq %s, xk %s, xv %s", xq, xk, xv)
 
         GLogger.DebugStage(10, "Applying rotary embeddings")
         xq = applyRotaryEmbeddings(xq, freqs_cis, "xq")
         xk = applyRotaryEmbeddings(xk, freqs_cis, "xk")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Rotated xq %s and xk %s", xq, xk)
+        GLogger.DebugPrintf("Rotated xq %s and xk %s", xq, xk)
         self._record(infContext, "xq_rope", xq)
         self._record(infContext, "xk_rope", xk)
 
         GLogger.DebugStage(11, "Updating the KV cache")
         cache_k, cache_v = infContext.cache_k[layer], infContext.cache_v[layer]
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling SetSlice to write xk %s into cache_k[%d] %s at positions %d..%d", xk, layer, cache_k, startPos, startPos + sequenceLength - 1)
+        GLogger.DebugPrintf("Calling SetSlice to write xk %s into cache_k[%d] %s at positions %d..%d", xk, layer, cache_k, startPos, startPos + sequenceLength - 1)
         SetSlice(cache_k, 0, startPos, xk)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling SetSlice to write xv %s into cache_v[%d] %s at positions %d..%d", xv, layer, cache_v, startPos, startPos + sequenceLength - 1)
+        GLogger.DebugPrintf("Calling SetSlice to write xv %s into cache_v[%d] %s at positions %d..%d", xv, layer, cache_v, startPos, startPos + sequenceLength - 1)
         SetSlice(cache_v, 0, startPos, xv)
         keys = Slice(cache_k, 0, 0, startPos + sequenceLength)
         values = Slice(cache_v, 0, 0, startPos + sequenceLength)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Sliced keys %s and values %s from the cache (positions 0..%d)", keys, values, startPos + sequenceLength - 1)
+        GLogger.DebugPrintf("Sliced keys %s and values %s from the cache (positions 0..%d)", keys, values, startPos + sequenceLength - 1)
         if self.n_rep > 1:
             # Grouped-query attention: n_rep query heads share each key/value head
             keys = RepeatInterleave(keys, self.n_rep, 1)
             values = RepeatInterleave(values, self.n_rep, 1)
-            if GLogger.debug_enabled:
-                GLogger.DebugPrintf("Calling RepeatInterleave x%d for GQA -> keys %s, values %s", self.n_rep, keys, values)
+            GLogger.DebugPrintf("Calling RepeatInterleave x%d for GQA -> keys %s, values %s", self.n_rep, keys, values)
 
         GLogger.DebugStage(12, "Doing transposes")
         xq = Transpose(xq, 0, 1)  # [heads, n, head_dim]
         keys = Transpose(keys, 0, 1)  # [heads, T, head_dim]
         values = Transpose(values, 0, 1)  # [heads, T, head_dim]
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Transposed xq %s, keys %s, values %s (heads first)", xq, keys, values)
+        GLogger.DebugPrintf("Transposed xq %s, keys %s, values %s (heads first)", xq, keys, values)
 
         GLogger.DebugStage(13, "Calculating scores")
         keysT = Transpose(keys, 1, 2)  # [heads, head_dim, T]
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling MatMul for xq %s and keys transposed %s -> tensor scores", xq, keysT)
+        GLogger.DebugPrintf("Calling MatMul for xq %s and keys transposed %s -> tensor scores", xq, keysT)
         scores = MatMul(xq, keysT)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling DivToScalar for scores %s and sqrt(head_dim) %g -> tensor scores", scores, self.sqrt_head_dim)
+        GLogger.DebugPrintf("Calling DivToScalar for scores %s and sqrt(head_dim) %g -> tensor scores", scores, self.sqrt_head_dim)
         scores = DivToScalar(scores, self.sqrt_head_dim)
         if mask is not None:
-            if GLogger.debug_enabled:
-                GLogger.DebugPrintf("Calling Add for scores %s and mask %s -> tensor scores", scores, mask)
+            GLogger.DebugPrintf("Calling Add for scores %s and mask %s -> tensor scores", scores, mask)
             scores = Add(scores, mask)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling Softmax for scores %s over dim -1 (in float32) -> tensor scores", scores)
+        GLogger.DebugPrintf("Calling Softmax for scores %s over dim -1 (in float32) -> tensor scores", scores)
         scores = Softmax(scores, -1)
         self._record(infContext, "scores", scores)
 
         GLogger.DebugStage(14, "Calculating the attention output")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling MatMul for scores %s and values %s -> tensor output", scores, values)
+        GLogger.DebugPrintf("Calling MatMul for scores %s and values %s -> tensor output", scores, values)
         output = MatMul(scores, values)  # [heads, n, head_dim]
         output = Transpose(output, 0, 1)  # [n, heads, head_dim]
         output = Reshape(output, [sequenceLength, self.n_heads * self.head_dim])
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Transposed and reshaped output -> %s", output)
+        GLogger.DebugPrintf("Transposed and reshaped output -> %s", output)
         self._record(infContext, "attention", output)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for output %s and LlamaAttention.attn_wo weights %s -> tensor output", output, self.attn_wo)
+        GLogger.DebugPrintf("Calling LinearTransformation for output %s and LlamaAttention.attn_wo weights %s -> tensor output", output, self.attn_wo)
         output = LinearTransformation(output, self.attn_wo)
         self._record(infContext, "attention_wo", output)
         return output

@@ -16,21 +16,16 @@ class LlamaFeedForward:
         self.ffn_up = weights.w3  # [hidden, dim]
 
     def Forward(self, infContext: InferenceContext, x: Tensor) -> Tensor:
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaFeedForward.ffn_gate (w1) weights %s -> tensor h", x, self.ffn_gate)
+        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaFeedForward.ffn_gate (w1) weights %s -> tensor h", x, self.ffn_gate)
         h = LinearTransformation(x, self.ffn_gate)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling Silu for h %s -> tensor h", h)
+        GLogger.DebugPrintf("Calling Silu for h %s -> tensor h", h)
         h = Silu(h)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaFeedForward.ffn_up (w3) weights %s -> tensor ffnUpX", x, self.ffn_up)
+        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaFeedForward.ffn_up (w3) weights %s -> tensor ffnUpX", x, self.ffn_up)
         ffnUpX = LinearTransformation(x, self.ffn_up)
         if infContext.recorder is not None:
             infContext.recorder[f"layers.{self.layer_index}.ffn_w1_silu"] = h.numpy().copy()
             infContext.recorder[f"layers.{self.layer_index}.ffn_w3"] = ffnUpX.numpy().copy()
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling MultiplyElementwise for h %s and ffnUpX %s -> tensor h", h, ffnUpX)
+        GLogger.DebugPrintf("Calling MultiplyElementwise for h %s and ffnUpX %s -> tensor h", h, ffnUpX)
         h = MultiplyElementwise(h, ffnUpX)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for h %s and LlamaFeedForward.ffn_down (w2) weights %s -> tensor output", h, self.ffn_down)
+        GLogger.DebugPrintf("Calling LinearTransformation for h %s and LlamaFeedForward.ffn_down (w2) weights %s -> tensor output", h, self.ffn_down)
         return LinearTransformation(h, self.ffn_down)

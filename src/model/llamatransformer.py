@@ -95,49 +95,41 @@ class LlamaTransformer:
                 f"Forward: positions {startPos}..{startPos + sequenceLength - 1} go past the sequence length "
                 f"{infContext.sequence_length} (the KV cache size)"
             )
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("LlamaTransformer.Forward started for inputTokens %s, startPos: %d, mode: %s", inputTokens, startPos, self.mode)
+        GLogger.DebugPrintf("LlamaTransformer.Forward started for inputTokens %s, startPos: %d, mode: %s", inputTokens, startPos, self.mode)
         currentTensor, freqs_cis, mask = self.prepare(infContext, inputTokens, startPos)
 
         GLogger.DebugStage(5, "Forward pass through each transformer block")
         for layerIdx, layer in enumerate(self.layers):
             GLogger.DebugSeparator("Layer %d", layerIdx)
-            if GLogger.debug_enabled:
-                GLogger.DebugPrintf("Calling LlamaTransformerBlock.Forward for layer %d of %d, currentTensor %s", layerIdx + 1, len(self.layers), currentTensor)
+            GLogger.DebugPrintf("Calling LlamaTransformerBlock.Forward for layer %d of %d, currentTensor %s", layerIdx + 1, len(self.layers), currentTensor)
             currentTensor = layer.Forward(infContext, currentTensor, startPos, freqs_cis, mask)
 
         GLogger.DebugStage(19, "Forward pass through the output")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf(
-                "Calling RMSNorm for currentTensor %s (result of all transformer blocks) and LlamaTransformer.output_norm weights %s -> tensor currentTensor",
-                currentTensor,
-                self.output_norm.weights,
-            )
+        GLogger.DebugPrintf(
+            "Calling RMSNorm for currentTensor %s (result of all transformer blocks) and LlamaTransformer.output_norm weights %s -> tensor currentTensor",
+            currentTensor,
+            self.output_norm.weights,
+        )
         currentTensor = self.output_norm.Forward(currentTensor)
         self._record(infContext, "norm", currentTensor)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LinearTransformation for currentTensor %s and LlamaTransformer.output weights %s -> tensor output", currentTensor, self.output)
+        GLogger.DebugPrintf("Calling LinearTransformation for currentTensor %s and LlamaTransformer.output weights %s -> tensor output", currentTensor, self.output)
         output = LinearTransformation(currentTensor, self.output)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Converting output tensor %s to float32 -> tensor logits", output)
+        GLogger.DebugPrintf("Converting output tensor %s to float32 -> tensor logits", output)
         logits = ToFloat32(output)
         self._record(infContext, "logits", logits)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("LlamaTransformer.Forward finished -> logits %s", logits)
+        GLogger.DebugPrintf("LlamaTransformer.Forward finished -> logits %s", logits)
         return logits
 
     def prepare(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int) -> tuple[Tensor, Tensor, Tensor | None]:
         sequenceLength = inputTokens.shape[0]
         GLogger.DebugStage(4, "Creating the input tensor")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling Embedding for inputTokens %s and LlamaTransformer.tok_embd weights %s -> tensor x", inputTokens, self.tok_embd)
+        GLogger.DebugPrintf("Calling Embedding for inputTokens %s and LlamaTransformer.tok_embd weights %s -> tensor x", inputTokens, self.tok_embd)
         x = Embedding(self.tok_embd, inputTokens)
         if x.dtype is not self.dtype:
             x = ToFloat32(x) if self.dtype is DT_F32 else ToBFloat16(x)
         self._record(infContext, "embedding", x)
 
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Slicing freqs_cis %s at positions %d..%d -> tensor freqs_cis", self.freqs_cis, startPos, startPos + sequenceLength - 1)
+        GLogger.DebugPrintf("Slicing freqs_cis %s at positions %d..%d -> tensor freqs_cis", self.freqs_cis, startPos, startPos + sequenceLength - 1)
         freqs_cis = Slice(self.freqs_cis, 0, startPos, startPos + sequenceLength)
         self._record(infContext, "freqs_cis", freqs_cis)
 
@@ -145,8 +137,7 @@ class LlamaTransformer:
         if sequenceLength > 1:
             # Token i may attend to every cached position and to new positions up to itself.
             mask = TriangularUpper(Full([sequenceLength, startPos + sequenceLength], -math.inf, self.dtype), startPos + 1)
-            if GLogger.debug_enabled:
-                GLogger.DebugPrintf("Created the causal mask %s (-inf above diagonal %d)", mask, startPos + 1)
+            GLogger.DebugPrintf("Created the causal mask %s (-inf above diagonal %d)", mask, startPos + 1)
             self._record(infContext, "mask", mask)
         return x, freqs_cis, mask
 

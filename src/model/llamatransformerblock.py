@@ -26,37 +26,31 @@ class LlamaTransformerBlock:
 
     def Forward(self, infContext: InferenceContext, x: Tensor, startPos: int, freqs_cis: Tensor, mask: Tensor | None) -> Tensor:
         GLogger.DebugStage(6, "Attention pre-normalization")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling RMSNorm for x %s and LlamaTransformerBlock.attn_norm weights %s -> tensor normalizedX", x, self.attn_norm.weights)
+        GLogger.DebugPrintf("Calling RMSNorm for x %s and LlamaTransformerBlock.attn_norm weights %s -> tensor normalizedX", x, self.attn_norm.weights)
         normalizedX = self.attn_norm.Forward(x)
         self._record(infContext, "attention_norm", normalizedX)
 
         GLogger.DebugStage(7, "Forward pass through the attention module")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LlamaAttention.Forward for normalizedX %s, startPos %d -> tensor h", normalizedX, startPos)
+        GLogger.DebugPrintf("Calling LlamaAttention.Forward for normalizedX %s, startPos %d -> tensor h", normalizedX, startPos)
         h = self.attention.Forward(infContext, normalizedX, startPos, freqs_cis, mask)
 
         GLogger.DebugStage(15, "Adding the attention output to the current tensor")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling Add for x %s and attention output h %s -> tensor h", x, h)
+        GLogger.DebugPrintf("Calling Add for x %s and attention output h %s -> tensor h", x, h)
         h = Add(x, h)
         self._record(infContext, "h", h)
 
         GLogger.DebugStage(16, "FFN pre-normalization")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling RMSNorm for h %s and LlamaTransformerBlock.ffn_norm weights %s -> tensor normalizedH", h, self.ffn_norm.weights)
+        GLogger.DebugPrintf("Calling RMSNorm for h %s and LlamaTransformerBlock.ffn_norm weights %s -> tensor normalizedH", h, self.ffn_norm.weights)
         normalizedH = self.ffn_norm.Forward(h)
         self._record(infContext, "ffn_norm", normalizedH)
 
         GLogger.DebugStage(17, "Forward pass through the FFN module")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling LlamaFeedForward.Forward for normalizedH %s -> tensor ffnOutput", normalizedH)
+        GLogger.DebugPrintf("Calling LlamaFeedForward.Forward for normalizedH %s -> tensor ffnOutput", normalizedH)
         ffnOutput = self.feedForward.Forward(infContext, normalizedH)
         self._record(infContext, "ffn_out", ffnOutput)
 
         GLogger.DebugStage(18, "Adding the FFN output to the current tensor")
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling Add for h %s and ffnOutput %s -> tensor output", h, ffnOutput)
+        GLogger.DebugPrintf("Calling Add for h %s and ffnOutput %s -> tensor output", h, ffnOutput)
         output = Add(h, ffnOutput)
         self._record(infContext, "out", output)
         return output

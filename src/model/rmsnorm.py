@@ -21,27 +21,21 @@ class RMSNorm:
 
     def doNormalization(self, x: Tensor) -> Tensor:
         h = ToFloat32(x)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling Pow for tensor x %s with exponent 2 -> tensor h", h)
+        GLogger.DebugPrintf("Calling Pow for tensor x %s with exponent 2 -> tensor h", h)
         h = Pow(h, 2)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling Mean for tensor h %s over dim -1 with keepdim -> tensor h", h)
+        GLogger.DebugPrintf("Calling Mean for tensor h %s over dim -1 with keepdim -> tensor h", h)
         h = Mean(h, -1, keepdim=True)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling AddScalar for tensor h %s and epsilon %g -> tensor h", h, self.epsilon)
+        GLogger.DebugPrintf("Calling AddScalar for tensor h %s and epsilon %g -> tensor h", h, self.epsilon)
         h = AddScalar(h, self.epsilon)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling RSqrt for tensor h %s -> tensor h", h)
+        GLogger.DebugPrintf("Calling RSqrt for tensor h %s -> tensor h", h)
         h = RSqrt(h)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf("Calling MultiplyElementwise for tensor x %s and tensor h %s -> tensor normalized", x, h)
+        GLogger.DebugPrintf("Calling MultiplyElementwise for tensor x %s and tensor h %s -> tensor normalized", x, h)
         normalized = MultiplyElementwise(ToFloat32(x), h)
         return ToBFloat16(normalized) if x.dtype is DT_BF16 else normalized
 
     def Forward(self, x: Tensor) -> Tensor:
         h = self.doNormalization(x)
-        if GLogger.debug_enabled:
-            GLogger.DebugPrintf(
-                "Calling MultiplyElementwise for tensor normalized %s and %s weights %s -> tensor output", h, self.name, self.weights
-            )
+        GLogger.DebugPrintf(
+            "Calling MultiplyElementwise for tensor normalized %s and %s weights %s -> tensor output", h, self.name, self.weights
+        )
         return MultiplyElementwise(h, self.weights)

@@ -61,10 +61,9 @@ def precomputeFreqsCis(head_dim: int, end: int, theta: float, scaling: RopeScali
 def applyRotaryEmbeddings(x: Tensor, freqs_cis: Tensor, name: str) -> Tensor:
     """x [n, heads, head_dim] rotated by freqs_cis [n, head_dim/2]; computed in float32, returned in x's dtype."""
     n, heads, head_dim = x.shape
-    if GLogger.debug_enabled:
-        GLogger.DebugPrintf(
-            "Calling applyRotaryEmbeddings for %s %s: view as complex pairs, multiply by freqs_cis %s", name, x, freqs_cis
-        )
+    GLogger.DebugPrintf(
+        "Calling applyRotaryEmbeddings for %s %s: view as complex pairs, multiply by freqs_cis %s", name, x, freqs_cis
+    )
     x_complex = ViewAsComplex64(ToFloat32(x))  # [n, heads, head_dim/2]
     rotation = Reshape(freqs_cis, [n, 1, head_dim // 2])  # the same angle for every head
     rotated = ViewAsFloat32(MultiplyElementwise(x_complex, rotation))
