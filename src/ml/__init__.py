@@ -17,6 +17,7 @@ import os
 # it is the default. Set before the pool starts; a policy from the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .attention import Attention
 from .bfloat16 import bf16_bits_to_float32, float32_to_bf16_bits, round_to_bf16
 from .creation import ARange, Full, Ones, Outer, Polar, TriangularUpper, Zeros
 from .dtype import DT_BF16, DT_BOOL, DT_COMPLEX64, DT_F32, DT_INT32, DT_INT64, DataType
@@ -33,7 +34,9 @@ from .elementwise import (
 )
 from .embedding import Embedding
 from .matmul import LinearTransformation, MatMul
+from .normalization import RMSNormalization
 from .reduce import Argmax, Mean, Softmax
+from .rotation import MultiplyComplexPairs
 from .tensor import Tensor, format_dims
 from .threads import GetThreads, SetThreads
 from .views import (

@@ -106,6 +106,10 @@ def round_to_bf16(values: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
+    "as_f32",
+    "rows_as_f32",
+    "as_storage",
+    "round_like",
     "bf16_to_f32",
     "f32_bits",
     "f32_to_bf16",
@@ -126,3 +130,49 @@ def _as_f32_overload(value):  # type: ignore[no-untyped-def]
     if isinstance(value, types.Integer) and value.bitwidth == 16:
         return lambda value: bf16_to_f32(value)
     return lambda value: np.float32(value)
+
+
+def rows_as_f32(x):  # type: ignore[no-untyped-def]
+    """In kernels: a float32 [n, k] view of the rows of x (F32 as is; BF16 widened once, a copy)."""
+    raise NotImplementedError("rows_as_f32 is only callable inside Numba kernels")
+
+
+@overload(rows_as_f32, inline="always")
+def _rows_as_f32_overload(x):  # type: ignore[no-untyped-def]
+    if isinstance(x.dtype, types.Integer):  # bf16 bits
+
+        def widen(x):  # type: ignore[no-untyped-def]
+            xf = np.empty(x.shape, dtype=np.float32)
+            for i in range(x.shape[0]):
+                for t in range(x.shape[1]):
+                    xf[i, t] = bf16_to_f32(x[i, t])
+            return xf
+
+        return widen
+    return lambda x: x
+
+
+def as_storage(out, value):  # type: ignore[no-untyped-def]
+    """In kernels: the float32 `value` as an element of `out`: bf16 bits (rounded once, to nearest
+    even) when out holds bf16, the float32 itself otherwise. Write `out[i, j] = as_storage(out, v)`."""
+    raise NotImplementedError("as_storage is only callable inside Numba kernels")
+
+
+@overload(as_storage)
+def _as_storage_overload(out, value):  # type: ignore[no-untyped-def]
+    if isinstance(out.dtype, types.Integer):
+        return lambda out, value: f32_to_bf16(value)
+    return lambda out, value: np.float32(value)
+
+
+def round_like(out, value):  # type: ignore[no-untyped-def]
+    """In kernels: `value` rounded to bf16 (kept as a float32) when out holds bf16 bits, else as is:
+    the rounding a chain of bf16 ops does between steps, inside one fused kernel."""
+    raise NotImplementedError("round_like is only callable inside Numba kernels")
+
+
+@overload(round_like)
+def _round_like_overload(out, value):  # type: ignore[no-untyped-def]
+    if isinstance(out.dtype, types.Integer):
+        return lambda out, value: bf16_to_f32(f32_to_bf16(value))
+    return lambda out, value: np.float32(value)

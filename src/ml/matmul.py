@@ -17,38 +17,58 @@ import numpy as np
 from numba import njit, prange
 
 from ..common.errors import DTypeError, ShapeError
-from .bfloat16 import bf16_bits_to_float32, bf16_to_f32, float32_to_bf16_bits
+from .bfloat16 import as_f32, bf16_bits_to_float32, float32_to_bf16_bits, as_storage, rows_as_f32
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
 from .tensor import Tensor, format_dims
 
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the fused kernel; more go through BLAS
-_PARALLEL_MIN_WEIGHTS = 1 << 20  # below ~2 MB of bf16 weights, waking the second thread costs more than it saves (110M: +11% decode)
+# Weight bytes from which the matrix-vector kernel splits its rows over the threads: below, waking
+# the second thread costs more than the reading it saves (bench.decode's fixed-cost and 110M shapes)
+_PARALLEL_MIN_BYTES = 1 << 19
 _WIDEN_BLOCK_BYTES = 32 << 20  # float32 bytes of weight rows widened at a time in the BLAS path
+# Reassociation lets LLVM keep several vector accumulators per dot product (the loop is then bound by
+# memory, not by the latency of one add chain); no flag that assumes away NaNs or infinities.
+_FAST = {"reassoc", "contract"}
 
 # ---- kernels --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, fastmath=True, inline="always")
-def _dot_row_bf16(x, i, w, j):  # type: ignore[no-untyped-def]
+@njit(cache=True, fastmath=_FAST, inline="always")
+def _dot_row(xf, i, w, j):  # type: ignore[no-untyped-def]
+    # as_f32 is resolved per weight dtype when the kernel compiles: a shift for bf16, nothing for f32
     acc = np.float32(0.0)
-    for t in range(x.shape[1]):
-        acc += x[i, t] * bf16_to_f32(w[j, t])
+    for t in range(xf.shape[1]):
+        acc += xf[i, t] * as_f32(w[j, t])
     return acc
 
 
-@njit(cache=True, fastmath=True)
-def _gemv_bf16(x, w, out):  # type: ignore[no-untyped-def]
+@njit(cache=True, fastmath=_FAST)
+def _gemv(x, w, out):  # type: ignore[no-untyped-def]
+    # out [n, m] = x [n, k] . w [m, k]^T for a few rows of x: every weight row is read once, from
+    # memory, and meets the n rows of x, which stay in the L1 cache
+    xf = rows_as_f32(x)
     for j in range(w.shape[0]):
-        for i in range(x.shape[0]):
-            out[i, j] = _dot_row_bf16(x, i, w, j)
+        for i in range(xf.shape[0]):
+            out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
 
 
-@njit(cache=True, fastmath=True, parallel=True)
-def _gemv_bf16_parallel(x, w, out):  # type: ignore[no-untyped-def]
+@njit(cache=True, fastmath=_FAST, parallel=True)
+def _gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
+    # the same, with the weight rows split into one contiguous block per thread (prange's static
+    # schedule), so each thread streams its own part of the matrix
+    xf = rows_as_f32(x)
     for j in prange(w.shape[0]):
-        for i in range(x.shape[0]):
-            out[i, j] = _dot_row_bf16(x, i, w, j)
+        for i in range(xf.shape[0]):
+            out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
+
+
+def gemv(x2: np.ndarray, w: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
+    """x2 [n, k] (float32, or bf16 bits) . w [m, k]^T (float32, or bf16 bits) -> [n, m] of out_dtype
+    (float32, or bf16 bits rounded once), accumulated in float32; for n <= GEMV_MAX_ROWS."""
+    out = np.empty((x2.shape[0], w.shape[0]), dtype=out_dtype)
+    (_gemv_parallel if w.nbytes >= _PARALLEL_MIN_BYTES else _gemv)(x2, w, out)
+    return out
 
 
 def _linear_bf16_weights(x2: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -56,10 +76,6 @@ def _linear_bf16_weights(x2: np.ndarray, w: np.ndarray) -> np.ndarray:
     n = x2.shape[0]
     m, k = w.shape
     out = np.empty((n, m), dtype=np.float32)
-    if n <= GEMV_MAX_ROWS:
-        kernel = _gemv_bf16_parallel if m * k >= _PARALLEL_MIN_WEIGHTS else _gemv_bf16
-        kernel(x2, w, out)
-        return out
     # Blocks of weight rows produce blocks of output *columns*; computing the transposed product
     # (w_block @ x^T) writes each block as contiguous rows, which BLAS needs (a strided `out`
     # makes numpy fall back to a loop that is 5x slower).
@@ -101,6 +117,10 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
         )
     lead = x.shape[:-1]
     x2 = x.data.reshape(math.prod(lead), x.shape[-1])
+    if x2.shape[0] <= GEMV_MAX_ROWS:
+        # decode: one kernel call widens x, reads each weight once and rounds the result
+        out = gemv(x2, w.data, x.data.dtype)
+        return Tensor.wrap(out.reshape(*lead, w.shape[0]), x.dtype)
     if x.dtype is DT_BF16:
         x2 = bf16_bits_to_float32(x2)
     if w.dtype is DT_BF16:

@@ -10,6 +10,7 @@ import math
 from ..common import GLogger
 from ..ml import (
     Add,
+    Attention,
     DivToScalar,
     LinearTransformation,
     MatMul,
@@ -81,6 +82,18 @@ class LlamaAttention:
         keys = Slice(cache_k, 0, 0, startPos + sequenceLength)
         values = Slice(cache_v, 0, 0, startPos + sequenceLength)
         GLogger.DebugPrintf("Sliced keys %s and values %s from the cache (positions 0..%d)", keys, values, startPos + sequenceLength - 1)
+        if sequenceLength == 1:
+            output = self.attendOneToken(infContext, xq, keys, values)
+        else:
+            output = self.attendAllTokens(infContext, xq, keys, values, mask)
+        self._record(infContext, "attention", output)
+        GLogger.DebugPrintf("Calling LinearTransformation for output %s and LlamaAttention.attn_wo weights %s -> tensor output", output, self.attn_wo)
+        output = LinearTransformation(output, self.attn_wo)
+        self._record(infContext, "attention_wo", output)
+        return output
+
+    def attendAllTokens(self, infContext: InferenceContext, xq: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> Tensor:
+        """Stages 12 to 14 op by op, for a prompt: xq [n, heads, head_dim] -> output [n, heads*head_dim]."""
         if self.n_rep > 1:
             # Grouped-query attention: n_rep query heads share each key/value head
             keys = RepeatInterleave(keys, self.n_rep, 1)
@@ -110,10 +123,25 @@ class LlamaAttention:
         GLogger.DebugPrintf("Calling MatMul for scores %s and values %s -> tensor output", scores, values)
         output = MatMul(scores, values)  # [heads, n, head_dim]
         output = Transpose(output, 0, 1)  # [n, heads, head_dim]
-        output = Reshape(output, [sequenceLength, self.n_heads * self.head_dim])
+        output = Reshape(output, [output.shape[0], self.n_heads * self.head_dim])
         GLogger.DebugPrintf("Transposed and reshaped output -> %s", output)
-        self._record(infContext, "attention", output)
-        GLogger.DebugPrintf("Calling LinearTransformation for output %s and LlamaAttention.attn_wo weights %s -> tensor output", output, self.attn_wo)
-        output = LinearTransformation(output, self.attn_wo)
-        self._record(infContext, "attention_wo", output)
+        return output
+
+    def attendOneToken(self, infContext: InferenceContext, xq: Tensor, keys: Tensor, values: Tensor) -> Tensor:
+        """Stages 13 and 14 in one op, while decoding: one query per head against the whole cache,
+        read where it lies (no transposes, no repeated heads): xq [1, heads, head_dim] -> output [1, heads*head_dim]."""
+        GLogger.DebugStage(13, "Calculating scores")
+        GLogger.DebugPrintf(
+            "Calling Attention for xq %s, keys %s and values %s: softmax(xq keys^T / %g) values per head, in one kernel -> tensor output",
+            xq,
+            keys,
+            values,
+            self.sqrt_head_dim,
+        )
+        output, scores = Attention(xq, keys, values, self.sqrt_head_dim)
+        self._record(infContext, "scores", scores)
+
+        GLogger.DebugStage(14, "Calculating the attention output")
+        output = Reshape(output, [1, self.n_heads * self.head_dim])
+        GLogger.DebugPrintf("Reshaped output -> %s (the heads side by side)", output)
         return output

@@ -1,6 +1,6 @@
 """RMSNorm: scale each token's vector to unit root-mean-square, then by a learned weight per feature.
 
-    doNormalization(x) = x * rsqrt(mean(x^2) + eps)        (Pow, Mean, AddScalar, RSqrt, Multiply)
+    doNormalization(x) = x * rsqrt(mean(x^2) + eps)        (one fused op, RMSNormalization)
     Forward(x)         = doNormalization(x) * weight
 
 As in Meta's reference, the normalization runs in float32 even in bf16 mode (`x.float()`), and its
@@ -10,7 +10,7 @@ result is rounded to the activation dtype once (`.type_as(x)`) before the weight
 from __future__ import annotations
 
 from ..common import GLogger
-from ..ml import AddScalar, DT_BF16, Mean, MultiplyElementwise, Pow, RSqrt, Tensor, ToBFloat16, ToFloat32
+from ..ml import MultiplyElementwise, RMSNormalization, Tensor
 
 
 class RMSNorm:
@@ -20,18 +20,13 @@ class RMSNorm:
         self.name = name
 
     def doNormalization(self, x: Tensor) -> Tensor:
-        h = ToFloat32(x)
-        GLogger.DebugPrintf("Calling Pow for tensor x %s with exponent 2 -> tensor h", h)
-        h = Pow(h, 2)
-        GLogger.DebugPrintf("Calling Mean for tensor h %s over dim -1 with keepdim -> tensor h", h)
-        h = Mean(h, -1, keepdim=True)
-        GLogger.DebugPrintf("Calling AddScalar for tensor h %s and epsilon %g -> tensor h", h, self.epsilon)
-        h = AddScalar(h, self.epsilon)
-        GLogger.DebugPrintf("Calling RSqrt for tensor h %s -> tensor h", h)
-        h = RSqrt(h)
-        GLogger.DebugPrintf("Calling MultiplyElementwise for tensor x %s and tensor h %s -> tensor normalized", x, h)
-        normalized = MultiplyElementwise(ToFloat32(x), h)
-        return ToBFloat16(normalized) if x.dtype is DT_BF16 else normalized
+        # Pow, Mean, AddScalar, RSqrt and MultiplyElementwise of the formula, in one kernel
+        GLogger.DebugPrintf(
+            "Calling RMSNormalization for tensor x %s and epsilon %g: x * rsqrt(mean(x^2) + eps) in float32 -> tensor normalized",
+            x,
+            self.epsilon,
+        )
+        return RMSNormalization(x, self.epsilon)
 
     def Forward(self, x: Tensor) -> Tensor:
         h = self.doNormalization(x)

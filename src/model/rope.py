@@ -16,16 +16,11 @@ from ..common import GLogger
 from ..ml import (
     ARange,
     DT_F32,
-    MultiplyElementwise,
+    MultiplyComplexPairs,
     Ones,
     Outer,
     Polar,
-    Reshape,
     Tensor,
-    ToBFloat16,
-    ToFloat32,
-    ViewAsComplex64,
-    ViewAsFloat32,
 )
 from .modelargs import RopeScaling
 
@@ -60,11 +55,9 @@ def precomputeFreqsCis(head_dim: int, end: int, theta: float, scaling: RopeScali
 
 def applyRotaryEmbeddings(x: Tensor, freqs_cis: Tensor, name: str) -> Tensor:
     """x [n, heads, head_dim] rotated by freqs_cis [n, head_dim/2]; computed in float32, returned in x's dtype."""
-    n, heads, head_dim = x.shape
     GLogger.DebugPrintf(
         "Calling applyRotaryEmbeddings for %s %s: view as complex pairs, multiply by freqs_cis %s", name, x, freqs_cis
     )
-    x_complex = ViewAsComplex64(ToFloat32(x))  # [n, heads, head_dim/2]
-    rotation = Reshape(freqs_cis, [n, 1, head_dim // 2])  # the same angle for every head
-    rotated = ViewAsFloat32(MultiplyElementwise(x_complex, rotation))
-    return ToBFloat16(rotated) if x.dtype is not DT_F32 else rotated
+    # each pair (x[2i], x[2i+1]) is the complex number x[2i] + i*x[2i+1]; every head of a position
+    # turns by the same angles, freqs_cis[position]
+    return MultiplyComplexPairs(x, freqs_cis)

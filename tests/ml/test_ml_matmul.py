@@ -5,9 +5,9 @@ by at most about k * eps * sum_t |x_t w_t| (the standard bound, whatever the sum
 is the F32 tolerance. BF16 results must be within one bf16 ulp of the float64 result rounded to
 nearest even (the float32 accumulation order may move a value near a tie to the neighbour).
 
-LinearTransformation picks its kernel by shape: up to 4 rows of x with bf16 weights take the fused
-matrix-vector kernel (parallel for big weights), 5 or more rows widen the weights and use BLAS; F32
-weights always use BLAS. The row counts 1, 2, 4, 5, 33 cover both sides of that switch.
+LinearTransformation picks its kernel by shape: up to 4 rows of x take the fused matrix-vector kernel
+(parallel for big weights; both versions are tested), 5 or more rows use BLAS (bf16 weights widened
+block by block). The row counts 1, 2, 4, 5, 33 cover both sides of that switch.
 """
 
 from __future__ import annotations
@@ -93,24 +93,35 @@ def test_linear_bf16_x_bf16_is_the_float64_product_rounded_once(rows):
     assert_bf16_within_one_ulp(got.data, bf16_bits_to_f64_ref(x) @ bf16_bits_to_f64_ref(w).T)
 
 
-def _parallel_sized_weights(rng: np.random.Generator) -> np.ndarray:
-    # at least the kernel's parallel threshold of weights (m * k), with k = 256
-    threshold = getattr(matmul_module, "_PARALLEL_MIN_WEIGHTS", 1 << 17)
-    m = max(300, threshold // 256 + 3)
-    return random_bf16_bits(rng, (m, 256), -0.25, 0.25)
+@pytest.fixture(params=["serial", "parallel"])
+def gemv_kernel(request, monkeypatch):
+    """Runs a test with the matrix-vector kernel forced to its serial or its parallel version (the
+    weight size that picks one is a tuning constant; both must give the same, correct result)."""
+    monkeypatch.setattr(matmul_module, "_PARALLEL_MIN_BYTES", 1 << 62 if request.param == "serial" else 0)
+    return request.param
 
 
-@pytest.mark.parametrize("rows", [1, 3])
-def test_linear_with_big_bf16_weights_takes_the_parallel_kernel(rows):
+@pytest.mark.parametrize("rows", [1, 3, 4])
+def test_linear_matrix_vector_kernels_with_bf16_weights(rows, gemv_kernel):
     rng = np.random.default_rng(400 + rows)
-    w = _parallel_sized_weights(rng)
+    w = random_bf16_bits(rng, (301, 256), -0.25, 0.25)
     x = random_f32(rng, (rows, 256))
     got = ml.LinearTransformation(f32(x), bf16(w))
-    assert got.shape == (rows, w.shape[0])
+    assert got.dtype is DT_F32 and got.shape == (rows, w.shape[0])
     assert_f32_product_close(got.data, x.astype(np.float64), bf16_bits_to_f64_ref(w).T)
     xb = random_bf16_bits(rng, (rows, 256), -2.0, 2.0)
     got_b = ml.LinearTransformation(bf16(xb), bf16(w))
+    assert got_b.dtype is DT_BF16
     assert_bf16_within_one_ulp(got_b.data, bf16_bits_to_f64_ref(xb) @ bf16_bits_to_f64_ref(w).T)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_linear_matrix_vector_kernels_with_f32_weights(rows, gemv_kernel):
+    rng = np.random.default_rng(450 + rows)
+    x, w = random_f32(rng, (rows, 200)), random_f32(rng, (77, 200))
+    got = ml.LinearTransformation(f32(x), f32(w))
+    assert got.dtype is DT_F32 and got.shape == (rows, 77)
+    assert_f32_product_close(got.data, x.astype(np.float64), w.astype(np.float64).T)
 
 
 def test_linear_blas_path_widens_the_weights_block_by_block(monkeypatch):

@@ -25,12 +25,12 @@ def test_set_threads_returns_the_value_in_force(restore_threads):
     assert ml.GetThreads() == 1
 
 
-def test_one_thread_and_all_threads_give_identical_results(restore_threads):
-    # bf16 weights big enough for the parallel matrix-vector kernel; each output element is one
-    # thread's dot product, so the split over threads must not change a single bit.
-    threshold = getattr(matmul_module, "_PARALLEL_MIN_WEIGHTS", 1 << 17)
+def test_one_thread_and_all_threads_give_identical_results(restore_threads, monkeypatch):
+    # the parallel matrix-vector kernel, forced; each output element is one thread's dot product,
+    # so the split over threads must not change a single bit.
+    monkeypatch.setattr(matmul_module, "_PARALLEL_MIN_BYTES", 0)
     rng = np.random.default_rng(9)
-    w = Tensor.from_numpy(rne_bf16_array(rng.uniform(-0.25, 0.25, size=(max(300, threshold // 256 + 3), 256))), DT_BF16)
+    w = Tensor.from_numpy(rne_bf16_array(rng.uniform(-0.25, 0.25, size=(301, 256))), DT_BF16)
     x = Tensor.from_numpy(rng.standard_normal((2, 256)).astype(np.float32))
     ml.SetThreads(1)
     one = ml.LinearTransformation(x, w).data.copy()
