@@ -131,16 +131,28 @@ def _silu_bf16(a):  # type: ignore[no-untyped-def]
 _FLOATS = (DT_F32, DT_BF16)
 
 
+def _contiguous(out: Any) -> np.ndarray:
+    # a ufunc's result over C-contiguous inputs is C-contiguous already (checked, not copied); over
+    # 0-d inputs it is a numpy scalar, which becomes an array
+    if type(out) is np.ndarray and out.flags.c_contiguous:
+        return out
+    return np.ascontiguousarray(out)
+
+
 def _binary(op: str, a: Tensor, b: Tensor, kernels: dict) -> Tensor:  # type: ignore[type-arg]
-    require_tensor(op, "a", a)
-    require_tensor(op, "b", b)
-    require_same_dtype(op, a, b)
+    if type(a) is not Tensor or type(b) is not Tensor:
+        require_tensor(op, "a", a)
+        require_tensor(op, "b", b)
+    if a.dtype is not b.dtype:
+        require_same_dtype(op, a, b)
     kernel = kernels.get(a.dtype)
     if kernel is None:
         require_dtype(op, a, tuple(kernels))
-    if a.shape != b.shape:
-        broadcast_shape(op, a.shape, b.shape)
-    return Tensor.wrap(np.ascontiguousarray(kernel(a.data, b.data)), a.dtype)
+    sa, sb = a.shape, b.shape
+    # equal shapes, or b's shape a suffix of a's (a [n, dim] times a weight [dim]): no check needed
+    if sa != sb and (len(sb) > len(sa) or sa[len(sa) - len(sb):] != sb):
+        broadcast_shape(op, sa, sb)
+    return Tensor.wrap(_contiguous(kernel(a.data, b.data)), a.dtype)
 
 
 _ADD = {DT_F32: _add_f32, DT_BF16: _add_bf16}
@@ -158,11 +170,16 @@ def MultiplyElementwise(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _scalar_op(op: str, t: Tensor, scalar: float, f32_kernel, bf16_kernel) -> Tensor:  # type: ignore[no-untyped-def]
-    require_tensor(op, "input", t)
-    require_dtype(op, t, _FLOATS)
-    s = np.float32(scalar)
-    kernel = bf16_kernel if t.dtype is DT_BF16 else f32_kernel
-    return Tensor.wrap(np.ascontiguousarray(kernel(t.data, s)), t.dtype)
+    if type(t) is not Tensor:
+        require_tensor(op, "input", t)
+    dtype = t.dtype
+    if dtype is DT_BF16:
+        kernel = bf16_kernel
+    elif dtype is DT_F32:
+        kernel = f32_kernel
+    else:
+        require_dtype(op, t, _FLOATS)
+    return Tensor.wrap(_contiguous(kernel(t.data, np.float32(scalar))), dtype)
 
 
 def AddScalar(t: Tensor, scalar: float) -> Tensor:
@@ -185,10 +202,16 @@ def Pow(t: Tensor, exponent: float) -> Tensor:
 
 
 def _unary(op: str, t: Tensor, f32_kernel, bf16_kernel) -> Tensor:  # type: ignore[no-untyped-def]
-    require_tensor(op, "input", t)
-    require_dtype(op, t, _FLOATS)
-    kernel = bf16_kernel if t.dtype is DT_BF16 else f32_kernel
-    return Tensor.wrap(np.ascontiguousarray(kernel(t.data)), t.dtype)
+    if type(t) is not Tensor:
+        require_tensor(op, "input", t)
+    dtype = t.dtype
+    if dtype is DT_BF16:
+        kernel = bf16_kernel
+    elif dtype is DT_F32:
+        kernel = f32_kernel
+    else:
+        require_dtype(op, t, _FLOATS)
+    return Tensor.wrap(_contiguous(kernel(t.data)), dtype)
 
 
 def RSqrt(t: Tensor) -> Tensor:

@@ -66,8 +66,11 @@ def _gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
 def gemv(x2: np.ndarray, w: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
     """x2 [n, k] (float32, or bf16 bits) . w [m, k]^T (float32, or bf16 bits) -> [n, m] of out_dtype
     (float32, or bf16 bits rounded once), accumulated in float32; for n <= GEMV_MAX_ROWS."""
-    out = np.empty((x2.shape[0], w.shape[0]), dtype=out_dtype)
-    (_gemv_parallel if w.nbytes >= _PARALLEL_MIN_BYTES else _gemv)(x2, w, out)
+    out = np.empty((x2.shape[0], w.shape[0]), out_dtype)
+    if w.nbytes >= _PARALLEL_MIN_BYTES:
+        _gemv_parallel(x2, w, out)
+    else:
+        _gemv(x2, w, out)
     return out
 
 
@@ -99,24 +102,31 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
     F32 x BF16 -> F32 (documented promotion for the f32 compute mode: the bf16 weights are widened
     inside the kernel, never copied).
     """
-    require_tensor("LinearTransformation", "x", x)
-    require_tensor("LinearTransformation", "weights", w)
-    require_dtype("LinearTransformation", x, (DT_F32, DT_BF16), "x")
-    require_dtype("LinearTransformation", w, (DT_F32, DT_BF16), "weights")
-    if w.ndim != 2:
-        raise ShapeError(f"LinearTransformation: weights must be 2-D [out, in], got shape {format_dims(w.shape)}")
-    if x.ndim == 0 or x.shape[-1] != w.shape[1]:
+    if type(x) is not Tensor or type(w) is not Tensor:  # subclasses too, by the slower checks
+        require_tensor("LinearTransformation", "x", x)
+        require_tensor("LinearTransformation", "weights", w)
+    xd, wd = x.dtype, w.dtype
+    if not (xd is DT_F32 or xd is DT_BF16) or not (wd is DT_F32 or wd is DT_BF16):
+        require_dtype("LinearTransformation", x, (DT_F32, DT_BF16), "x")
+        require_dtype("LinearTransformation", w, (DT_F32, DT_BF16), "weights")
+    x_shape, w_shape = x.shape, w.shape
+    if len(w_shape) != 2:
+        raise ShapeError(f"LinearTransformation: weights must be 2-D [out, in], got shape {format_dims(w_shape)}")
+    if not x_shape or x_shape[-1] != w_shape[1]:
         raise ShapeError(
-            f"LinearTransformation: x shape {format_dims(x.shape)} and weights shape {format_dims(w.shape)} "
+            f"LinearTransformation: x shape {format_dims(x_shape)} and weights shape {format_dims(w_shape)} "
             f"do not match on the inner dimension"
         )
-    if x.dtype is DT_BF16 and w.dtype is DT_F32:
+    if xd is DT_BF16 and wd is DT_F32:
         raise DTypeError(
             "LinearTransformation: x is BF16 but weights are F32; convert the weights with ToBFloat16 "
             "or compute in f32 mode"
         )
-    lead = x.shape[:-1]
-    x2 = x.data.reshape(math.prod(lead), x.shape[-1])
+    if len(x_shape) == 2 and x_shape[0] <= GEMV_MAX_ROWS:
+        # decode: one kernel call widens x, reads each weight once and rounds the result
+        return Tensor.wrap(gemv(x.data, w.data, x.data.dtype), xd)
+    lead = x_shape[:-1]
+    x2 = x.data.reshape(math.prod(lead), x_shape[-1])
     if x2.shape[0] <= GEMV_MAX_ROWS:
         # decode: one kernel call widens x, reads each weight once and rounds the result
         out = gemv(x2, w.data, x.data.dtype)

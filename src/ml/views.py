@@ -21,6 +21,9 @@ from .tensor import Tensor, format_dims
 def Reshape(t: Tensor, shape: Sequence[int]) -> Tensor:
     """Same elements, new shape; one dimension may be -1 (inferred). Shares storage."""
     require_tensor("Reshape", "input", t)
+    if type(shape) is list and -1 not in shape and min(shape, default=0) >= 0 and math.prod(shape) == t.data.size:
+        # the common case (every dimension given, the element count right): nothing more to check
+        return Tensor.wrap(t.data.reshape(shape), t.dtype, t.name)
     dims = [int(d) for d in shape]
     if dims.count(-1) > 1:
         raise ShapeError(f"Reshape: more than one -1 in {format_dims(dims)}")
@@ -68,6 +71,8 @@ def Slice(t: Tensor, dim: int, start: int, end: int) -> Tensor:
     """Elements start..end-1 along `dim`. Along dim 0 this is a view; along another dim it is a view
     when the selected elements are contiguous anyway (e.g. [1, T, ...] along dim 1), otherwise a copy."""
     require_tensor("Slice", "input", t)
+    if dim == 0 and t.shape and 0 <= start <= end <= t.shape[0]:
+        return Tensor.wrap(t.data[start:end], t.dtype)  # rows of a C-contiguous array: a view
     d = _check_range("Slice", t, dim, start, end)
     index = [slice(None)] * t.ndim
     index[d] = slice(start, end)
@@ -79,6 +84,10 @@ def SetSlice(dst: Tensor, dim: int, start: int, src: Tensor) -> None:
     """Write `src` into `dst` at positions start..start+len along `dim`, in place (the KV cache update)."""
     require_tensor("SetSlice", "dst", dst)
     require_tensor("SetSlice", "src", src)
+    ds, ss = dst.shape, src.shape
+    if dim == 0 and ss and dst.dtype is src.dtype and len(ds) == len(ss) and ds[1:] == ss[1:] and 0 <= start <= start + ss[0] <= ds[0]:
+        dst.data[start : start + ss[0]] = src.data  # the KV cache update: rows written in place
+        return
     if dst.dtype is not src.dtype:
         raise DTypeError(f"SetSlice: dst dtype {dst.dtype} and src dtype {src.dtype} differ")
     if src.ndim != dst.ndim:
