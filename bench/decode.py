@@ -212,7 +212,7 @@ def warm_up(model: LlamaTransformer) -> None:
 
 
 def time_engine(
-    model: LlamaTransformer, n_tokens: int, repeats: int, peer: Callable[[], float] | None = None
+    model: LlamaTransformer, n_tokens: int, repeats: int, peer: Callable[[], float | None] | None = None
 ) -> tuple[list[float], list[float], list[float]]:
     """(decode tokens/s per run, prefill tokens/s per run, the peer's tokens/s per run).
 
@@ -224,7 +224,9 @@ def time_engine(
     for _ in range(repeats):
         decode.append(decode_rate(model, n_tokens))
         if peer is not None:
-            peer_runs.append(peer())
+            rate = peer()
+            if rate is not None:
+                peer_runs.append(rate)
     prefill = [prefill_rate(model) for _ in range(repeats)]
     return decode, prefill, peer_runs
 
@@ -411,8 +413,11 @@ def load_engine(shape: str, dtype: str) -> tuple[LlamaTransformer, Path, Path | 
     return LlamaTransformer(loaded.args, loaded.weights, dtype), model_path, tokenizer_path
 
 
-def peer_runner(peer: str, model_path: Path, tokenizer_path: Path | None, tokens: int) -> Callable[[], float]:
-    """One run of the peer on the same file with the same threads: returns its decode tokens/s."""
+def peer_runner(
+    peer: str, model_path: Path, tokenizer_path: Path | None, tokens: int, failures: list[str]
+) -> Callable[[], float | None]:
+    """One run of the peer on the same file with the same threads: its decode tokens/s, or None
+    (the reason appended to `failures`) when a run fails."""
     from bench import peers
 
     threads = GetThreads()
@@ -420,11 +425,21 @@ def peer_runner(peer: str, model_path: Path, tokenizer_path: Path | None, tokens
         if tokenizer_path is None:
             raise peers.PeerUnavailable("llama2.c runs llama2.c .bin files only")
         peers.llama2c_binary()  # build (or find) it before the timed runs
-        return lambda: peers.run_llama2c(model_path, tokenizer_path, threads, steps=tokens)
-    if peer == "llama.cpp":
+        once = lambda: peers.run_llama2c(model_path, tokenizer_path, threads, steps=tokens)  # noqa: E731
+    elif peer == "llama.cpp":
         peers.llama_bench_binary()
-        return lambda: peers.run_llama_bench(model_path, threads, n_gen=tokens, repetitions=1).tokens_per_second
-    raise SystemExit(f"unknown peer {peer!r}")
+        once = lambda: peers.run_llama_bench(model_path, threads, n_gen=tokens, repetitions=1).tokens_per_second  # noqa: E731
+    else:
+        raise SystemExit(f"unknown peer {peer!r}")
+
+    def run_once() -> float | None:
+        try:
+            return once()
+        except peers.PeerUnavailable as e:
+            failures.append(str(e))
+            return None
+
+    return run_once
 
 
 def run(
@@ -449,25 +464,27 @@ def run(
         # no model on our side yet: say why, and still give the peer's figure on this machine
         result["ours_unavailable"] = f"needs the GGUF loader ({e})"
         if peer:
+            failures: list[str] = []
             try:
-                run_peer = peer_runner(peer, GGUF_SHAPES[shape], None, tokens)
-                result["peer_runs"] = _runs([run_peer() for _ in range(repeats)])
+                run_peer = peer_runner(peer, GGUF_SHAPES[shape], None, tokens, failures)
+                result["peer_runs"] = _runs([r for r in (run_peer() for _ in range(repeats)) if r is not None])
                 result["peer_decode_tok_s"] = _median(result["peer_runs"])
             except peers.PeerUnavailable as e2:
-                result["peer_unavailable"] = str(e2)
+                failures.append(str(e2))
+            if failures:
+                result["peer_unavailable"] = failures[0]
         return result
     bandwidth = measure_bandwidth_gb_s()
     run_peer = None
+    failures: list[str] = []
     if peer:
         try:
-            run_peer = peer_runner(peer, model_path, tokenizer_path, tokens)
+            run_peer = peer_runner(peer, model_path, tokenizer_path, tokens, failures)
         except peers.PeerUnavailable as e:
-            result["peer_unavailable"] = str(e)
-    try:
-        decode, prefill, peer_runs = time_engine(model, tokens, repeats, run_peer)
-    except peers.PeerUnavailable as e:
-        result["peer_unavailable"] = str(e)
-        decode, prefill, peer_runs = time_engine(model, tokens, repeats)
+            failures.append(str(e))
+    decode, prefill, peer_runs = time_engine(model, tokens, repeats, run_peer)
+    if failures:
+        result["peer_unavailable"] = failures[0]
     decode_tok_s = statistics.median(decode)
     bytes_per_token = decode_bytes_per_token(model)
     roofline = bandwidth * 1e9 / bytes_per_token
