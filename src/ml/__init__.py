@@ -33,7 +33,7 @@ from .elementwise import (
     ToFloat32,
 )
 from .embedding import Embedding
-from .matmul import LinearTransformation, MatMul
+from .matmul import LinearTransformation, LinearTransformations, MatMul
 from .normalization import RMSNormalization
 from .reduce import Argmax, Mean, Softmax
 from .rotation import MultiplyComplexPairs

@@ -12,6 +12,7 @@ LinearTransformation is where the time goes, so its kernels are chosen by shape 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 from numba import njit, prange
@@ -59,6 +60,41 @@ def _gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
     # schedule), so each thread streams its own part of the matrix
     xf = rows_as_f32(x)
     for j in prange(w.shape[0]):
+        for i in range(xf.shape[0]):
+            out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
+
+
+@njit(cache=True, inline="always")
+def _locate_row(ws, r):  # type: ignore[no-untyped-def]
+    # row r of the matrices stacked one above the other -> (which matrix, which of its rows)
+    k, j = 0, r + 0  # a copy: r is the caller's loop index
+    while j >= ws[k].shape[0]:
+        j -= ws[k].shape[0]
+        k += 1
+    return k, j
+
+
+@njit(cache=True, fastmath=_FAST)
+def _gemv_many(x, ws, outs):  # type: ignore[no-untyped-def]
+    # several matrices that read the same x (wq, wk, wv; w1, w3): outs[k] = x . ws[k]^T
+    xf = rows_as_f32(x)
+    for k in range(len(ws)):
+        w, out = ws[k], outs[k]
+        for j in range(w.shape[0]):
+            for i in range(xf.shape[0]):
+                out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
+
+
+@njit(cache=True, fastmath=_FAST, parallel=True)
+def _gemv_many_parallel(x, ws, outs):  # type: ignore[no-untyped-def]
+    # the same in one parallel launch: the rows of all the matrices, stacked, split over the threads
+    xf = rows_as_f32(x)
+    total = 0
+    for k in range(len(ws)):
+        total += ws[k].shape[0]
+    for r in prange(total):
+        k, j = _locate_row(ws, r)
+        w, out = ws[k], outs[k]
         for i in range(xf.shape[0]):
             out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
 
@@ -141,6 +177,35 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
     if x.dtype is DT_BF16:
         return Tensor.wrap(float32_to_bf16_bits(out), DT_BF16)
     return Tensor.wrap(np.ascontiguousarray(out), DT_F32)
+
+
+def LinearTransformations(x: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
+    """[LinearTransformation(x, w) for w in weights], computed together.
+
+    Matrices that read the same input (wq, wk and wv; w1 and w3) are one pass over the weights:
+    while decoding (a few rows of x) and when the matrices share a dtype, one kernel call streams
+    them all, so the threads are woken once instead of once per matrix. Any other case is the loop.
+    """
+    if not weights:
+        raise ShapeError("LinearTransformations: needs at least one weight matrix")
+    first = weights[0]
+    xd, wd = getattr(x, "dtype", None), getattr(first, "dtype", None)
+    fused = (
+        type(x) is Tensor
+        and len(x.shape) == 2
+        and x.shape[0] <= GEMV_MAX_ROWS
+        and (wd is DT_BF16 and (xd is DT_F32 or xd is DT_BF16) or wd is DT_F32 and xd is DT_F32)
+        and all(type(w) is Tensor and w.dtype is wd and len(w.shape) == 2 and w.shape[1] == x.shape[1] for w in weights)
+    )
+    if not fused:
+        return [LinearTransformation(x, w) for w in weights]  # which also validates, with its messages
+    ws = tuple(w.data for w in weights)
+    outs = tuple(np.empty((x.shape[0], w.shape[0]), x.data.dtype) for w in ws)
+    if sum(w.nbytes for w in ws) >= _PARALLEL_MIN_BYTES:
+        _gemv_many_parallel(x.data, ws, outs)
+    else:
+        _gemv_many(x.data, ws, outs)
+    return [Tensor.wrap(out, xd) for out in outs]
 
 
 def MatMul(a: Tensor, b: Tensor) -> Tensor:

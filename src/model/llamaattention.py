@@ -13,6 +13,7 @@ from ..ml import (
     Attention,
     DivToScalar,
     LinearTransformation,
+    LinearTransformations,
     MatMul,
     RepeatInterleave,
     Reshape,
@@ -50,12 +51,15 @@ class LlamaAttention:
         layer = self.layer_index
 
         GLogger.DebugStage(8, "Calculating xq, xk, xv")
-        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wq weights %s -> tensor xq", x, self.attn_wq)
-        xq = LinearTransformation(x, self.attn_wq)
-        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wk weights %s -> tensor xk", x, self.attn_wk)
-        xk = LinearTransformation(x, self.attn_wk)
-        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaAttention.attn_wv weights %s -> tensor xv", x, self.attn_wv)
-        xv = LinearTransformation(x, self.attn_wv)
+        # three matrices, one input: LinearTransformations streams them in one pass
+        GLogger.DebugPrintf(
+            "Calling LinearTransformations for x %s and LlamaAttention.attn_wq, attn_wk, attn_wv weights %s, %s, %s -> tensors xq, xk, xv",
+            x,
+            self.attn_wq,
+            self.attn_wk,
+            self.attn_wv,
+        )
+        xq, xk, xv = LinearTransformations(x, [self.attn_wq, self.attn_wk, self.attn_wv])
         self._record(infContext, "xq", xq)
         self._record(infContext, "xk", xk)
         self._record(infContext, "xv", xv)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..common import GLogger
-from ..ml import LinearTransformation, MultiplyElementwise, Silu, Tensor
+from ..ml import LinearTransformation, LinearTransformations, MultiplyElementwise, Silu, Tensor
 from .inferencecontext import InferenceContext
 from .weights import LayerWeights
 
@@ -16,12 +16,16 @@ class LlamaFeedForward:
         self.ffn_up = weights.w3  # [hidden, dim]
 
     def Forward(self, infContext: InferenceContext, x: Tensor) -> Tensor:
-        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaFeedForward.ffn_gate (w1) weights %s -> tensor h", x, self.ffn_gate)
-        h = LinearTransformation(x, self.ffn_gate)
+        # the gate and the up matrices read the same x: one pass for both
+        GLogger.DebugPrintf(
+            "Calling LinearTransformations for x %s and LlamaFeedForward.ffn_gate (w1), ffn_up (w3) weights %s, %s -> tensors h, ffnUpX",
+            x,
+            self.ffn_gate,
+            self.ffn_up,
+        )
+        h, ffnUpX = LinearTransformations(x, [self.ffn_gate, self.ffn_up])
         GLogger.DebugPrintf("Calling Silu for h %s -> tensor h", h)
         h = Silu(h)
-        GLogger.DebugPrintf("Calling LinearTransformation for x %s and LlamaFeedForward.ffn_up (w3) weights %s -> tensor ffnUpX", x, self.ffn_up)
-        ffnUpX = LinearTransformation(x, self.ffn_up)
         if infContext.recorder is not None:
             infContext.recorder[f"layers.{self.layer_index}.ffn_w1_silu"] = h.numpy().copy()
             infContext.recorder[f"layers.{self.layer_index}.ffn_w3"] = ffnUpX.numpy().copy()

@@ -293,3 +293,54 @@ def test_matmul_integer_dtype_is_an_error():
 def test_matmul_needs_tensors():
     with pytest.raises(DTypeError, match="MatMul: a must be a Tensor, got ndarray"):
         ml.MatMul(np.zeros((2, 2), np.float32), ml.Zeros([2, 2]))
+
+
+# ---- LinearTransformations (several matrices, one input) -----------------------------------------
+
+
+@pytest.mark.parametrize("rows", [1, 4, 5])
+def test_linear_transformations_are_each_matrix_product(rows, gemv_kernel):
+    # three bf16 matrices of different heights (wq, wk, wv of grouped-query attention), bf16 x
+    rng = np.random.default_rng(700 + rows)
+    x = random_bf16_bits(rng, (rows, 64), -2.0, 2.0)
+    ws = [random_bf16_bits(rng, (m, 64), -0.5, 0.5) for m in (48, 16, 16)]
+    got = ml.LinearTransformations(bf16(x), [bf16(w) for w in ws])
+    assert [t.shape for t in got] == [(rows, 48), (rows, 16), (rows, 16)]
+    for t, w in zip(got, ws):
+        assert t.dtype is DT_BF16
+        assert_bf16_within_one_ulp(t.data, bf16_bits_to_f64_ref(x) @ bf16_bits_to_f64_ref(w).T)
+
+
+@pytest.mark.parametrize("weights_dtype", ["f32", "bf16"])
+def test_linear_transformations_with_f32_x(weights_dtype, gemv_kernel):
+    rng = np.random.default_rng(710)
+    x = random_f32(rng, (2, 40))
+    if weights_dtype == "f32":
+        ws = [random_f32(rng, (m, 40)) for m in (24, 8)]
+        tensors, refs = [f32(w) for w in ws], [w.astype(np.float64) for w in ws]
+    else:
+        ws = [random_bf16_bits(rng, (m, 40), -1.0, 1.0) for m in (24, 8)]
+        tensors, refs = [bf16(w) for w in ws], [bf16_bits_to_f64_ref(w) for w in ws]
+    for t, ref in zip(ml.LinearTransformations(f32(x), tensors), refs):
+        assert t.dtype is DT_F32
+        assert_f32_product_close(t.data, x.astype(np.float64), ref.T)
+
+
+def test_linear_transformations_of_mixed_dtypes_are_each_computed_alone():
+    rng = np.random.default_rng(720)
+    x = random_f32(rng, (1, 32))
+    w_f32, w_bf16 = random_f32(rng, (8, 32)), random_bf16_bits(rng, (4, 32), -1.0, 1.0)
+    a, b = ml.LinearTransformations(f32(x), [f32(w_f32), bf16(w_bf16)])
+    assert_f32_product_close(a.data, x.astype(np.float64), w_f32.astype(np.float64).T)
+    assert_f32_product_close(b.data, x.astype(np.float64), bf16_bits_to_f64_ref(w_bf16).T)
+
+
+def test_linear_transformations_report_a_mismatch_like_linear_transformation():
+    x = f32(np.zeros((1, 8)))
+    with pytest.raises(ShapeError, match=r"LinearTransformation: x shape \[1 8\] and weights shape \[4 6\]"):
+        ml.LinearTransformations(x, [f32(np.zeros((4, 8))), f32(np.zeros((4, 6)))])
+
+
+def test_linear_transformations_need_a_matrix():
+    with pytest.raises(ShapeError, match="LinearTransformations: needs at least one weight matrix"):
+        ml.LinearTransformations(f32(np.zeros((1, 8))), [])
