@@ -76,10 +76,16 @@ def llama2c_binary(build: bool = True, rebuild: bool = False) -> Path:
 _ACHIEVED = re.compile(r"achieved tok/s:\s*([0-9.]+)")
 
 
-def run_llama2c(model: Path, tokenizer: Path, threads: int, steps: int = 200) -> float:
-    """llama2.c's own decode speed ("achieved tok/s", greedy, prompt "Once") on a llama2.c .bin."""
+def run_llama2c(model: Path, tokenizer: Path, threads: int, steps: int = 200, passive: bool = False) -> float:
+    """llama2.c's own decode speed ("achieved tok/s", greedy, prompt "Once") on a llama2.c .bin.
+
+    With `passive`, its OpenMP workers sleep between loops (OMP_WAIT_POLICY=PASSIVE) instead of
+    libgomp's default spin: slower on a quiet machine, far faster on a busy one."""
     binary = llama2c_binary()
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["OMP_NUM_THREADS"] = str(threads)
+    if passive:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     command = [str(binary), str(model), "-z", str(tokenizer), "-n", str(steps), "-t", "0", "-i", "Once"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

@@ -304,8 +304,9 @@ def render(results: list[dict[str, Any]], threads: list[dict[str, Any]], machine
             "## Side by side",
             "",
             "Same file, same threads. llama2.c reads llama2.c `.bin` files in float32 (its `run.c`, built with"
-            " `gcc -Ofast -fopenmp -march=native`); llama.cpp's `llama-bench -p 0 -n 128 --repack 0` runs the"
-            " GGUF file.",
+            " `gcc -Ofast -fopenmp -march=native`), each run the faster of libgomp's default wait policy and"
+            " `OMP_WAIT_POLICY=PASSIVE`; llama.cpp's `llama-bench -p 0 -n 128 --repack 0` runs the GGUF file"
+            " (and `--repack 1` too on a CPU without AMX: the faster counts).",
             "",
             *side_by_side_rows(results),
             "",

@@ -40,7 +40,7 @@ POLICIES: dict[str, dict[str, str]] = {
     "spin-long": {"GOMP_SPINCOUNT": "30000"},
     "active": {"OMP_WAIT_POLICY": "ACTIVE"},
 }
-WORKLOADS = [("fixed-cost", "bf16", 64), ("smollm2-135M", "bf16", 32), ("110M", "bf16", 32)]
+WORKLOADS = [("fixed-cost", "bf16", 32), ("smollm2-135M", "bf16", 16), ("110M", "bf16", 16)]
 BUSY_LOOP = "while True: pass"
 
 
@@ -90,7 +90,7 @@ def measure(policies: list[str], repeats: int) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.threads", description=__doc__.split("\n\n")[0])
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated, from: " + ", ".join(POLICIES))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     policies = [p for p in args.policies.split(",") if p]
