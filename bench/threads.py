@@ -14,10 +14,12 @@ someone else may need. Two failure modes follow, both measured here, each policy
   started here), a worker that spins uses up its share of that core, and every launch then waits for
   it to be scheduled again.
 
-Policies: `passive` (OMP_WAIT_POLICY=PASSIVE: sleep at once), `spin-short` (GOMP_SPINCOUNT below:
-spin about 30-100 us, then sleep), `spin-long` (GOMP_SPINCOUNT=30000, the setting an earlier report
-tried), `active` (OMP_WAIT_POLICY=ACTIVE: spin for minutes). Each runs bench.decode on the
-fixed-cost shape (decode: launch-bound), smollm2-135M (decode) and 110M (decode and a 32-token
+Policies (POLICIES below): `passive`, the default, where both pools' idle workers sleep at once (or
+after 2^12 cycles); `blas-spins`, the policy before, where OpenBLAS's workers spin 2^28
+cycles after each product (OpenMP passive); `blas-1-thread` (OpenMP passive, one BLAS thread); and three spinning OpenMP policies,
+`spin-short` (GOMP_SPINCOUNT=3000: tens of microseconds), `spin-long` (30000, the setting an earlier
+report tried) and `active` (OMP_WAIT_POLICY=ACTIVE: spin for minutes). Each runs bench.decode on
+the fixed-cost shape (decode: launch-bound), smollm2-135M (decode) and 110M (decode and a 32-token
 prefill), quiet and with the busy process.
 """
 
@@ -33,19 +35,26 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT_SPIN = "3000"  # libgomp counts roughly 100000 spins per millisecond: a few tens of microseconds
+BLAS_DEFAULT_TIMEOUT = "28"  # OpenBLAS's own default: idle workers spin 2^28 cycles before they sleep
 
 POLICIES: dict[str, dict[str, str]] = {
-    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "spin-short": {"GOMP_SPINCOUNT": SHORT_SPIN},
-    "spin-long": {"GOMP_SPINCOUNT": "30000"},
-    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    # the default (src/common/threadpolicy.py): both pools' idle workers sleep
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "12"},
+    # the policy before: OpenMP passive, OpenBLAS's workers left spinning after each product
+    "blas-spins": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": BLAS_DEFAULT_TIMEOUT},
+    "blas-1-thread": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"},
+    # GOMP_SPINCOUNT overrides the passive policy's spin count of 0
+    "spin-short": {"GOMP_SPINCOUNT": SHORT_SPIN, "OPENBLAS_THREAD_TIMEOUT": "12"},
+    "spin-long": {"GOMP_SPINCOUNT": "30000", "OPENBLAS_THREAD_TIMEOUT": "12"},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "12"},
 }
 WORKLOADS = [("fixed-cost", "bf16", 32), ("smollm2-135M", "bf16", 16), ("110M", "bf16", 16)]
 BUSY_LOOP = "while True: pass"
 
 
 def policy_env(policy: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    names = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in names}
     env.update(POLICIES[policy])
     return env
 
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows))
     else:
         for r in rows:
-            print(f"{r['policy']:>10} {'busy' if r['busy_core'] else 'quiet':>5} {r['shape']:>13}: decode {r['decode_tok_s']:8.1f} "
+            print(f"{r['policy']:>22} {'busy' if r['busy_core'] else 'quiet':>5} {r['shape']:>13}: decode {r['decode_tok_s']:8.1f} "
                   f"tok/s {r['decode_runs']}, prefill {r['prefill_tok_s']:8.1f} tok/s, {r['us_per_layer']:7.1f} us/layer")
     return 0
 

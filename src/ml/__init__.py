@@ -4,18 +4,8 @@ Every op validates its arguments and raises ShapeError / DTypeError naming the o
 the kernel behind it only computes. Use as `from llamanuts import ml; ml.LinearTransformation(x, w)`.
 """
 
-import os
-
-# Numba's parallel kernels run on an OpenMP (libgomp) thread pool; numpy's BLAS (prefill) runs on a
-# second pool of its own. Idle OpenMP workers spin for a while before they sleep, and on 2 cores a
-# spinning pool takes the cores the other pool, or another process, needs. Measured here on the
-# 110M shape, alternating settings (bench.decode, tokens/s, decode / 32-token prefill):
-#   libgomp spinning (active, or a 30000 spin count):  84-98 / 36-110, and 10-11 / 14-93 while
-#                                                       another process was busy
-#   passive (workers sleep at once):                   58-70 / 330-347, and 58 / 342 under load
-# Passive costs a wake-up per kernel launch in decode but never starves BLAS or the main thread, so
-# it is the default. Set before the pool starts; a policy from the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The thread policy (idle OpenMP and OpenBLAS workers sleep) is set when llamanuts is imported,
+# before numpy and Numba start their pools: src/common/threadpolicy.py.
 
 from .attention import Attention
 from .bfloat16 import bf16_bits_to_float32, float32_to_bf16_bits, round_to_bf16
