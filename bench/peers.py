@@ -159,7 +159,7 @@ def cpu_has_amx() -> bool:
 
 
 def run_llama_bench(
-    gguf: Path, threads: int, n_gen: int = 128, n_prompt: int = 0, repetitions: int = 3, timeout: float = 900
+    gguf: Path, threads: int, n_gen: int = 128, n_prompt: int = 0, repetitions: int = 3, timeout: float = 300
 ) -> LlamaBenchResult:
     """`llama-bench -m M -t T -p P -n N -r R --repack 0[,1] -o json`: tokens/s of decode (n_prompt 0)
     or of prefill (n_gen 0). `--repack 0` (weights used as stored) always; on a CPU without AMX also
