@@ -1,12 +1,14 @@
 """MatMul (batched, for attention) and LinearTransformation (x @ W^T, every weight of the model).
 
 LinearTransformation is where the time goes, so its kernels are chosen by shape behind one interface:
-- few rows of x (decode: one token) and bf16 weights: a fused matrix-vector kernel that reads each
-  weight once as uint16, widens it in a register (shift + bitcast) and accumulates in float32; it is
-  memory-bound, so reading 2 bytes per weight instead of 4 is the whole game;
+- few rows of x (decode: one token): one matrix-vector kernel call that widens a bf16 x, reads each
+  weight once (bf16 as uint16, widened in a register by a shift + bitcast; or float32), accumulates
+  in float32 and writes the result in x's dtype; it is memory-bound, so reading 2 bytes per weight
+  instead of 4 is the whole game, and the threads join only for a big matrix (a wake-up costs
+  microseconds). LinearTransformations streams several matrices that read the same x in one call;
 - many rows (prefill) and bf16 weights: widen a block of weight rows to float32 and hand the
-  matrix-matrix product to numpy's BLAS, which is compute-bound and fast;
-- float32 weights (llama2.c files): numpy's BLAS directly.
+  matrix-matrix product to numpy's BLAS, which is compute-bound and fast; float32 weights go to
+  BLAS directly.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..common.errors import DTypeError, ShapeError
-from .bfloat16 import as_f32, bf16_bits_to_float32, float32_to_bf16_bits, as_storage, rows_as_f32
+from .bfloat16 import as_f32, as_storage, bf16_bits_to_float32, float32_to_bf16_bits, rows_as_f32
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
 from .tensor import Tensor, format_dims

@@ -53,3 +53,24 @@ def test_invalid_thread_counts_are_an_error(count, restore_threads):
     n = limit + 1 if count == "too many" else count
     with pytest.raises(LlamaError, match=rf"SetThreads: threads must be between 1 and {limit}, got {n}"):
         ml.SetThreads(n)
+
+
+def _policy_seen_by_a_fresh_interpreter(env_overrides: dict[str, str]) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    env.update(env_overrides)
+    code = "import llamanuts, os; print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_importing_llamanuts_makes_idle_workers_of_both_pools_sleep():
+    # src/common/threadpolicy.py: libgomp's passive policy, OpenBLAS's short spin before sleeping
+    assert _policy_seen_by_a_fresh_interpreter({}) == ["PASSIVE", "12"]
+
+
+def test_a_thread_policy_set_by_the_user_wins():
+    assert _policy_seen_by_a_fresh_interpreter({"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}) == ["ACTIVE", "20"]
