@@ -189,13 +189,21 @@ def _prompt(vocab: int) -> list[int]:
     return [1] + [(7 * i + 3) % vocab for i in range(PREFILL_TOKENS - 1)]
 
 
+CPU_SECONDS: list[float] = []  # the main thread's CPU time per decode step, one entry per decode_rate call
+
+
 def decode_rate(model: LlamaTransformer, n_tokens: int) -> float:
-    """Tokens/s of one greedy decode run of `n_tokens` steps from position 0 (a fresh KV cache)."""
+    """Tokens/s of one greedy decode run of `n_tokens` steps from position 0 (a fresh KV cache).
+
+    Also records the main thread's CPU time per step in CPU_SECONDS: unlike the wall time, it leaves
+    out the time the thread waited (for a core, or for the other threads), so on a busy machine it
+    still shows what the Python side of a step costs."""
     ctx = model.NewInferenceContext(n_tokens + 1)
     token = 1
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     for pos in range(n_tokens):
         token = int(np.argmax(model.Forward(ctx, tokens_tensor([token]), pos).data[0]))
+    CPU_SECONDS.append((time.thread_time() - c0) / n_tokens)
     return n_tokens / (time.perf_counter() - t0)
 
 
@@ -222,6 +230,7 @@ def time_engine(
     machine's load during the benchmark hits both sides alike."""
     n_tokens = min(n_tokens, model.args.max_seq_len - 1)
     warm_up(model)
+    CPU_SECONDS.clear()
     decode, peer_runs = [], []
     for _ in range(repeats):
         decode.append(decode_rate(model, n_tokens))
@@ -507,6 +516,7 @@ def run(
             "roofline_fraction": round(decode_tok_s / roofline, 3),
             "ms_per_token": round(1e3 / decode_tok_s, 3),
             "us_per_layer": round(1e6 / decode_tok_s / model.args.n_layers, 1),
+            "cpu_us_per_layer": round(1e6 * statistics.median(CPU_SECONDS) / model.args.n_layers, 1),
             "n_layers": model.args.n_layers,
             "torch_decode_tok_s": None if torch_decode is None else round(torch_decode, 2),
             "torch_prefill_tok_s": None if torch_prefill is None else round(torch_prefill, 2),

@@ -181,8 +181,8 @@ def side_by_side_rows(results: list[dict[str, Any]]) -> list[str]:
 
 def roofline_rows(results: list[dict[str, Any]]) -> list[str]:
     rows = [
-        "| shape | dtype | decode tok/s | roofline tok/s | roofline fraction | bandwidth GB/s | MB/token | ms/token | us/layer | prefill tok/s (32) | PyTorch f32 decode | PyTorch f32 prefill |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| shape | dtype | decode tok/s | roofline tok/s | roofline fraction | bandwidth GB/s | MB/token | ms/token | us/layer | CPU us/layer | prefill tok/s (32) | PyTorch f32 decode | PyTorch f32 prefill |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "decode_tok_s" not in r:
@@ -190,7 +190,7 @@ def roofline_rows(results: list[dict[str, Any]]) -> list[str]:
         rows.append(
             f"| {r['shape']} | {r['dtype']} | {_fmt(r['decode_tok_s'])} | {_fmt(r['roofline_tok_s'])} | "
             f"{_fmt(r['roofline_fraction'], 3)} | {_fmt(r['bandwidth_gb_s'])} | {r['weight_bytes_per_token'] / 1e6:.1f} | "
-            f"{_fmt(r['ms_per_token'], 2)} | {_fmt(r['us_per_layer'])} | {_fmt(r['prefill_tok_s'])} | "
+            f"{_fmt(r['ms_per_token'], 2)} | {_fmt(r['us_per_layer'])} | {_fmt(r.get('cpu_us_per_layer'))} | {_fmt(r['prefill_tok_s'])} | "
             f"{_fmt(r.get('torch_decode_tok_s'))} | {_fmt(r.get('torch_prefill_tok_s'))} |"
         )
     return rows
@@ -273,7 +273,9 @@ def render(results: list[dict[str, Any]], threads: list[dict[str, Any]], machine
         met = "not measured" if t.met is None else ("yes" if t.met else "**no**")
         target_rows.append(f"| {t.what} | {t.measured} | {t.threshold} | {met} |")
     fixed = [r for r in results if r.get("shape") == "fixed-cost" and "us_per_layer" in r]
-    fixed_text = ", ".join(f"{r['dtype']} {r['us_per_layer']:.1f} us" for r in fixed) or "-"
+    fixed_text = ", ".join(
+        f"{r['dtype']} {r['us_per_layer']:.1f} us (main thread's CPU time: {_fmt(r.get('cpu_us_per_layer'))} us)" for r in fixed
+    ) or "-"
     profiles = []
     for r in results:
         if r.get("profile"):
@@ -315,7 +317,9 @@ def render(results: list[dict[str, Any]], threads: list[dict[str, Any]], machine
             "- **roofline**: the bandwidth measured in the same run (a parallel streaming read of 1 GiB) divided by"
             " the bytes of weights one decode step reads (the real bytes: 2 per bf16 weight, 4 per float32, the"
             " blocks of a quantized file).",
-            "- **us/layer**: ms/token divided by the layers: on the fixed-cost shape, the fixed cost of a layer.",
+            "- **us/layer**: ms/token divided by the layers: on the fixed-cost shape, the fixed cost of a layer."
+            " **CPU us/layer**: the same from the main thread's CPU time, which leaves out the time it waited"
+            " (for a core, or for the other threads): the Python side of a step, steady on a busy machine.",
             "- **prefill**: a 32-token prompt in one Forward call. **PyTorch**: the independent reference in"
             " `tools/reference_llama.py`, eager mode, same weights, same threads, float32.",
             "",
