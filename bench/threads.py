@@ -15,10 +15,11 @@ someone else may need. Two failure modes follow, both measured here, each policy
   it to be scheduled again.
 
 Policies (POLICIES below): `passive`, the default, where both pools' idle workers sleep at once (or
-after 2^12 cycles); `blas-spins`, the policy before, where OpenBLAS's workers spin 2^28
-cycles after each product (OpenMP passive); `blas-1-thread` (OpenMP passive, one BLAS thread); and three spinning OpenMP policies,
-`spin-short` (GOMP_SPINCOUNT=3000: tens of microseconds), `spin-long` (30000, the setting an earlier
-report tried) and `active` (OMP_WAIT_POLICY=ACTIVE: spin for minutes). Each runs bench.decode on
+after 2^12 cycles) and BLAS has half the cores; `blas-all-cores`, the same with BLAS on every core;
+`blas-spins`, the policy before, with BLAS on every core and its workers spinning 2^28 cycles after
+each product; and three spinning OpenMP policies, `spin-short` (GOMP_SPINCOUNT=3000: tens of
+microseconds), `spin-long` (30000, the setting an earlier report tried) and `active`
+(OMP_WAIT_POLICY=ACTIVE: spin for minutes). Each runs bench.decode on
 the fixed-cost shape (decode: launch-bound), smollm2-135M (decode) and 110M (decode and a 32-token
 prefill), quiet and with the busy process.
 """
@@ -33,20 +34,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llamanuts.common.threadpolicy import THREAD_POLICY
+
 REPO = Path(__file__).resolve().parents[1]
 SHORT_SPIN = "3000"  # libgomp counts roughly 100000 spins per millisecond: a few tens of microseconds
 BLAS_DEFAULT_TIMEOUT = "28"  # OpenBLAS's own default: idle workers spin 2^28 cycles before they sleep
 
+CORES = str(os.cpu_count() or 2)
+
 POLICIES: dict[str, dict[str, str]] = {
-    # the default (src/common/threadpolicy.py): both pools' idle workers sleep
-    "passive": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "12"},
-    # the policy before: OpenMP passive, OpenBLAS's workers left spinning after each product
-    "blas-spins": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": BLAS_DEFAULT_TIMEOUT},
-    "blas-1-thread": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_NUM_THREADS": "1"},
-    # GOMP_SPINCOUNT overrides the passive policy's spin count of 0
-    "spin-short": {"GOMP_SPINCOUNT": SHORT_SPIN, "OPENBLAS_THREAD_TIMEOUT": "12"},
-    "spin-long": {"GOMP_SPINCOUNT": "30000", "OPENBLAS_THREAD_TIMEOUT": "12"},
-    "active": {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "12"},
+    # the default (src/common/threadpolicy.py): idle workers of both pools sleep, BLAS on half the cores
+    "passive": dict(THREAD_POLICY),
+    # BLAS on every core, its idle workers sleeping after 2^12 cycles
+    "blas-all-cores": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "12", "OPENBLAS_NUM_THREADS": CORES},
+    # the policy before: OpenMP passive, BLAS on every core and spinning 2^28 cycles after each product
+    "blas-spins": {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": BLAS_DEFAULT_TIMEOUT, "OPENBLAS_NUM_THREADS": CORES},
+    # spinning OpenMP workers (GOMP_SPINCOUNT overrides the passive policy's spin count of 0)
+    "spin-short": {**THREAD_POLICY, "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": SHORT_SPIN},
+    "spin-long": {**THREAD_POLICY, "OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "30000"},
+    "active": {**THREAD_POLICY, "OMP_WAIT_POLICY": "ACTIVE"},
 }
 WORKLOADS = [("fixed-cost", "bf16", 32), ("smollm2-135M", "bf16", 16), ("110M", "bf16", 16)]
 BUSY_LOOP = "while True: pass"
@@ -55,6 +61,8 @@ BUSY_LOOP = "while True: pass"
 def policy_env(policy: str) -> dict[str, str]:
     names = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS")
     env = {k: v for k, v in os.environ.items() if k not in names}
+    # an empty value stays in the environment (so llamanuts' default does not fill it in) and
+    # libgomp reads it as unset
     env.update(POLICIES[policy])
     return env
 

@@ -60,17 +60,22 @@ def _policy_seen_by_a_fresh_interpreter(env_overrides: dict[str, str]) -> list[s
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    names = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in names}
     env.update(env_overrides)
-    code = "import llamanuts, os; print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    code = "import llamanuts, os; print(*(os.environ[name] for name in %r))" % (names,)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return done.stdout.split()
 
 
-def test_importing_llamanuts_makes_idle_workers_of_both_pools_sleep():
+def test_importing_llamanuts_makes_idle_workers_of_both_pools_sleep_and_gives_blas_half_the_cores():
     # src/common/threadpolicy.py: libgomp's passive policy, OpenBLAS's short spin before sleeping
-    assert _policy_seen_by_a_fresh_interpreter({}) == ["PASSIVE", "12"]
+    import os
+
+    half = str(max(1, (os.cpu_count() or 2) // 2))
+    assert _policy_seen_by_a_fresh_interpreter({}) == ["PASSIVE", "12", half]
 
 
 def test_a_thread_policy_set_by_the_user_wins():
-    assert _policy_seen_by_a_fresh_interpreter({"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}) == ["ACTIVE", "20"]
+    chosen = {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "20", "OPENBLAS_NUM_THREADS": "3"}
+    assert _policy_seen_by_a_fresh_interpreter(chosen) == ["ACTIVE", "20", "3"]
