@@ -125,6 +125,13 @@ def prepare_peers(rebuild: bool, llama_cpp: bool) -> dict[str, str]:
     return status
 
 
+def run_trace() -> dict[str, Any] | None:
+    command = [sys.executable, "-m", "bench.trace", "--json"]
+    print("running:", " ".join(command[1:]), file=sys.stderr, flush=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+
+
 def run_threads() -> list[dict[str, Any]]:
     command = [sys.executable, "-m", "bench.threads", "--json"]
     print("running:", " ".join(command[1:]), file=sys.stderr, flush=True)
@@ -267,7 +274,21 @@ def profile_rows(profile: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
-def render(results: list[dict[str, Any]], threads: list[dict[str, Any]], machine: dict[str, str]) -> str:
+def trace_text(trace: dict[str, Any] | None) -> str:
+    if not trace:
+        return "(bench.trace did not run)"
+    return (
+        f"The debug trace, off, against the same model code with its {trace['trace_statements_removed']} trace"
+        f" statements removed (`python -m bench.trace`, {trace['shape']}, {trace['tokens']} tokens):"
+        f" {trace['debug_off_tok_s']} against {trace['stubbed_tok_s']} tok/s, an overhead of"
+        f" {100 * trace['debug_off_overhead']:+.1f}% (medians of alternating runs; with the trace on:"
+        f" {100 * trace['debug_on_overhead']:+.0f}%)."
+    )
+
+
+def render(
+    results: list[dict[str, Any]], threads: list[dict[str, Any]], machine: dict[str, str], trace: dict[str, Any] | None = None
+) -> str:
     target_rows = ["| target | measured | needed | met |", "|---|---|---|---|"]
     for t in targets(results):
         met = "not measured" if t.met is None else ("yes" if t.met else "**no**")
@@ -303,6 +324,8 @@ def render(results: list[dict[str, Any]], threads: list[dict[str, Any]], machine
             f"Per-layer fixed cost (a decode step of the fixed-cost shape, whose matrices are tiny, divided by"
             f" its 30 layers): {fixed_text}.",
             "",
+            trace_text(trace),
+            "",
             "## Side by side",
             "",
             "Same file, same threads. llama2.c reads llama2.c `.bin` files in float32 (its `run.c`, built with"
@@ -327,8 +350,8 @@ def render(results: list[dict[str, Any]], threads: list[dict[str, Any]], machine
             "",
             "## Thread policy",
             "",
-            "From `python -m bench.threads` (its docstring explains the two failure modes); the default is the"
-            " policy `src/ml/__init__.py` sets.",
+            "From `python -m bench.threads` (its docstring explains the two failure modes); `passive` is the"
+            " default, the policy `src/common/threadpolicy.py` sets.",
             "",
             *thread_rows(threads),
             "",
@@ -360,9 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     machine.update(prepare_peers(args.rebuild_peers, not args.no_llama_cpp))
     runs = [r for r in RUNS if not (args.no_llama_cpp and r.peer == "llama.cpp")]
     results = [run_one(run) for run in runs]
+    trace = run_trace()
     threads = [] if args.no_threads else run_threads()
     machine["load_after"] = load_average()
-    args.out.write_text(render(results, threads, machine), encoding="utf-8")
+    args.out.write_text(render(results, threads, machine, trace), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     for t in targets(results):
         print(f"{'met' if t.met else ('n/a' if t.met is None else 'NOT met'):>7}  {t.what}: {t.measured} (needed {t.threshold})", file=sys.stderr)
