@@ -27,6 +27,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "PERFORMANCE.md"
+RAW = REPO / "bench" / ".cache" / "report.json"  # the figures behind the last report
 DECODE_TOKENS = 128  # llama-bench's tg128; llama2.c runs the same number of steps
 
 
@@ -371,7 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-llama-cpp", action="store_true", help="do not build or run llama.cpp")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-policy measurements")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--raw", type=Path, default=RAW, help="where the raw figures (JSON) are saved")
+    parser.add_argument("--render-only", action="store_true", help="write the report from the saved raw figures")
     args = parser.parse_args(argv)
+    if args.render_only:
+        saved = json.loads(args.raw.read_text())
+        args.out.write_text(render(saved["results"], saved["threads"], saved["machine"], saved["trace"]), encoding="utf-8")
+        print(f"wrote {args.out} from {args.raw}", file=sys.stderr)
+        return 0
     cpu, flags = cpu_description()
     machine = {
         "cpu": cpu,
@@ -386,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     trace = run_trace()
     threads = [] if args.no_threads else run_threads()
     machine["load_after"] = load_average()
+    args.raw.parent.mkdir(parents=True, exist_ok=True)
+    args.raw.write_text(json.dumps({"machine": machine, "results": results, "threads": threads, "trace": trace}))
     args.out.write_text(render(results, threads, machine, trace), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     for t in targets(results):
