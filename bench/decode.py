@@ -2,14 +2,22 @@
 
     python -m bench.decode --shape 110M --dtype bf16 --tokens 64 --json
     python -m bench.decode --shape 7B-layers --dtype bf16 --profile
+    python -m bench.decode --shape 15M --peer llama2c          # side by side with llama2.c
+    python -m bench.decode --shape smollm2-Q4_1 --peer llama.cpp
 
 Decoding one token reads every weight once, so tokens/s is bounded by bandwidth / bytes per token.
 The bandwidth is measured in the same run (a parallel streaming read of a 1 GiB array), so the
 `roofline_fraction` is a ratio of two numbers from the same minutes on the same machine.
 
 Shapes: `260K` (the real stories260K from ../shared/refs when present), `15M` and `110M` (llama2.c
-shapes, random float32 weights written by this script as a llama2.c .bin), `7B-layers` (Llama 2 7B
-dimensions with 2 layers, random bf16 weights in Meta's format). Files are cached in bench/.cache/.
+shapes, random float32 weights written by this script as a llama2.c .bin), `smollm2-135M`
+(SmolLM2-135M's dimensions, likewise), `fixed-cost` (SmolLM2's 30 layers and heads with tiny
+matrices: its time per layer is the fixed cost of a layer), `7B-layers` (Llama 2 7B dimensions with
+2 layers, random bf16 weights in Meta's format), `smollm2-Q4_1` (the real SmolLM2-135M-Instruct
+GGUF file, read by the GGUF loader). Files are cached in bench/.cache/.
+
+`--peer` runs llama2.c or llama.cpp (bench/peers.py builds them) on the same file with the same
+threads, its runs alternating with ours, and adds `peer_decode_tok_s` and `peer_ratio`.
 
 With PyTorch importable, the same weights also run through the independent reference in
 tools/reference_llama.py (PyTorch eager) for `torch_decode_tok_s` and `torch_prefill_tok_s`.
