@@ -468,10 +468,6 @@ def _check_layout(gguf: GGUFFile) -> None:
                 path,
                 f"{what}: its {info.nbytes} bytes at [{start}, {end}) run past the end of the file ({size} bytes)",
             )
-        if start % info.type.dtype.itemsize:  # only possible with general.alignment < 4
-            raise ModelFileError(
-                path, f"{what}: data at byte {start} is not a multiple of its element size {info.type.dtype.itemsize}"
-            )
         expected = info.offset + _align(info.nbytes, alignment)
         previous = info
 
@@ -499,7 +495,15 @@ def _map_tensors(gguf: GGUFFile, progress: Progress | None) -> None:
         dtype = info.type.dtype
         assert dtype is not None  # refused in _ggml_type
         start = gguf.data_offset + info.offset
-        view = gguf.file.array(dtype.storage, start, info.nbytes // dtype.itemsize)
+        if start % dtype.itemsize == 0:
+            view = gguf.file.array(dtype.storage, start, info.nbytes // dtype.itemsize)
+        else:
+            # Only a general.alignment below the element size (legal, never written by llama.cpp's
+            # tools) puts a float at an odd address; the kernels want aligned data, so this one
+            # tensor is copied into aligned memory. With the default alignment nothing is copied.
+            view = gguf.file.array(np.uint8, start, info.nbytes).copy().view(dtype.storage)
+            view.flags.writeable = False
+            GLogger.DebugPrintf("GGUF tensor %s: data at byte %d is not %d-aligned: copied", info.name, start, dtype.itemsize)
         # GGUF lists dims innermost first; numpy (and our Tensor) list them outermost first, so
         # the shape is turned around here. The bytes need no change: both orders describe the
         # same row-major layout, read from opposite ends.
