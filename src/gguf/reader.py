@@ -230,7 +230,7 @@ class _Cursor:
         if length > self.left:
             raise self.error(
                 f"{what}: string length {length} at byte {self.pos - 8} is larger than the {self.left} bytes "
-                f"left in the file"
+                f"left in the file (truncated, or a corrupt length)"
             )
         raw = self.buffer[self.pos : self.pos + length]
         try:
@@ -280,12 +280,12 @@ def _read_header(cursor: _Cursor) -> tuple[int, int, int]:
     if kv_count * _MIN_KV_BYTES > cursor.left:
         raise cursor.error(
             f"header field kv_count = {kv_count}: that many metadata entries need at least "
-            f"{kv_count * _MIN_KV_BYTES} bytes, but only {cursor.left} bytes follow the header"
+            f"{kv_count * _MIN_KV_BYTES} bytes, but only {cursor.left} bytes follow the header (the file is truncated or the count is corrupt)"
         )
     if tensor_count * _MIN_TENSOR_INFO_BYTES > cursor.left - kv_count * _MIN_KV_BYTES:
         raise cursor.error(
             f"header field tensor_count = {tensor_count}: that many tensor infos need at least "
-            f"{tensor_count * _MIN_TENSOR_INFO_BYTES} bytes, but only {cursor.left} bytes follow the header"
+            f"{tensor_count * _MIN_TENSOR_INFO_BYTES} bytes, but only {cursor.left} bytes follow the header (the file is truncated or the count is corrupt)"
         )
     return version, tensor_count, kv_count
 
@@ -335,7 +335,7 @@ def _read_array(cursor: _Cursor, what: str, depth: int) -> tuple[Any, str]:
     if least > cursor.left:
         raise cursor.error(
             f"{what}: an array of {count} {element_type.label} values needs at least {least} bytes, but only "
-            f"{cursor.left} bytes are left in the file"
+            f"{cursor.left} bytes are left in the file (truncated, or a corrupt length)"
         )
     label = f"array[{element_type.label}; {count}]"
     if element_type is GGUFValueType.STRING:
@@ -370,7 +370,7 @@ def _read_string_array(cursor: _Cursor, count: int, what: str) -> list[str]:
         if length > size - pos:
             raise cursor.error(
                 f"{what}: string {index} has length {length} (at byte {pos - 8}), larger than the {size - pos} "
-                f"bytes left in the file"
+                f"bytes left in the file (truncated, or a corrupt length)"
             )
         try:
             append(buffer[pos : pos + length].decode("utf-8"))
