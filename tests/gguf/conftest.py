@@ -28,6 +28,13 @@ def smollm2() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def smollm2_reference(smollm2):
+    """gguf-py's GGUFReader over the SmolLM2 file (about 10 s to build: shared by the tests)."""
+    gguf = pytest.importorskip("gguf", reason="gguf-py is the independent reader to compare with")
+    return gguf.GGUFReader(smollm2)
+
+
 @pytest.fixture
 def write(tmp_path: Path):
     """write(bytes, name="model.gguf") -> the path of a file holding them."""
