@@ -22,7 +22,8 @@ little-endian.
 Nothing is trusted before it is checked: every count and length is compared with the bytes left in
 the file before anything is allocated or looped over, so a corrupt 200-byte file that claims an
 array of 2^60 strings fails at once, and the tensor layout is checked the way llama.cpp checks it
-(each tensor aligned, right after the one before it, inside the file). No weight byte is read: a
+(each tensor aligned, right after the one before it, inside the file; only the padding after the
+last tensor may be missing, as llama.cpp's loader allows). No weight byte is read: a
 tensor is a numpy view of the mapped file, paged in when a kernel first touches it.
 """
 
