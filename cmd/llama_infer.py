@@ -74,12 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     debug = parser.add_argument_group("diagnostics")
     debug.add_argument("--debug", action="store_true", help="write the stage-by-stage trace to the debug log")
     debug.add_argument("--debug-log", default="debug.log", help="debug log path (default: debug.log)")
+    debug.add_argument("--trace-values", action="store_true", help="follow each tensor in the debug log with a summary of its last row (first values, mean, std) and log the top next tokens (implies --debug)")
     debug.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     return parser
 
 
 def check_flags(parser: argparse.ArgumentParser, flags: argparse.Namespace) -> None:
     """Range checks argparse's types cannot express; a failure is a usage error (exit 2)."""
+    if flags.trace_values:
+        flags.debug = True  # the values are written to the debug log
     if flags.max_tokens is not None and flags.max_tokens < 0:
         parser.error(f"--max-tokens must be >= 0, got {flags.max_tokens}")
     if flags.sequence_length is not None and flags.sequence_length < 1:
@@ -486,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     scriptable = flags.prompt is not None or not sys.stdin.isatty()
     try:
-        GLogger.Init(debug=flags.debug, debug_path=flags.debug_log)
+        GLogger.Init(debug=flags.debug, debug_path=flags.debug_log, values=flags.trace_values)
         if scriptable:
             prompt = flags.prompt if flags.prompt is not None else read_stdin_prompt()
             return run_scriptable(flags, ui, model_path, prompt)

@@ -50,6 +50,9 @@ class EngineTokenizer(Protocol):
     def piece_bytes(self, id: int) -> bytes: ...
 
 
+TOP_TOKENS = 5  # next-token candidates logged with --trace-values (STAGE 19)
+
+
 class GenerationState(Enum):
     RUNNING = "running"
     FINISHED_EOS = "end of sequence"  # a stop token: EOS, <|eot_id|>, or BOS for llama2.c models
@@ -237,6 +240,7 @@ class InferenceEngine:
             if GLogger.debug_enabled:  # tolist() is work, skipped when the log is off
                 GLogger.DebugPrintf("Running Forward for curPos: %d, prevPos: %d, tokens %s", curPos, prevPos, inputTokens.data.tolist())
             logits = self.model.Forward(infContext, inputTokens, prevPos)
+            GLogger.DebugValues("Top %d next tokens (softmax of the last row of logits): %s", TOP_TOKENS, lambda: self._top_tokens(logits))
             # Only the last row matters: it predicts the token after the last input token.
             next_id = sampler.Sample(np.asarray(logits.numpy()[-1], dtype=np.float32))
             generated += 1
@@ -278,6 +282,15 @@ class InferenceEngine:
             self.stats.finish_reason = step.state.value
             GLogger.DebugPrintf("Generation finished: %s", step.state.value)
         return GeneratedPart(step.token_id, self.tokenizer.id_to_piece(step.token_id), text, waiting, step.state)
+
+    def _top_tokens(self, logits) -> str:  # type: ignore[no-untyped-def]
+        """The most probable next tokens under the model's own distribution (temperature 1), for
+        the debug log with --trace-values: "'▁of' 0.4321 (id 271), ..."."""
+        row = np.asarray(logits.numpy()[-1], dtype=np.float64)
+        probabilities = np.exp(row - row.max())
+        probabilities /= probabilities.sum()
+        best = np.argsort(-probabilities, kind="stable")[:TOP_TOKENS]
+        return ", ".join(f"{self.tokenizer.id_to_piece(int(i))!r} {probabilities[i]:.4f} (id {int(i)})" for i in best)
 
 
 __all__ = ["GeneratedPart", "GenerationState", "GenerationStats", "InferenceArgs", "InferenceEngine"]
