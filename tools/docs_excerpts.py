@@ -28,7 +28,8 @@ What is checked (also by tests/docs/test_docs_check.py, which imports this file)
   (the wall time, the seconds fields and the checkout folder of the model path are normalised away);
 - every `STAGE NN: TITLE` the chapters name is a stage the log writes, and every stage the log
   writes has a chapter heading;
-- docs/20-diagrams.md is exactly the chapters' Mermaid diagrams, collected (this script writes it).
+- docs/20-diagrams.md is exactly the chapters' Mermaid diagrams and stage figures
+  (docs/figures/stage-*.svg, tools/make_diagrams.py), collected (this script writes it).
 
 Usage, from the repository root:
 
@@ -545,16 +546,21 @@ def rewrite_chapters(log: list[str], files: list[Path], refresh: bool = False) -
 DIAGRAMS_PAGE = DOCS / "20-diagrams.md"
 DIAGRAMS_INTRO = """# 20 Diagrams
 
-Every diagram of the chapters, in reading order, each under the section it illustrates. Follow the
-title's link to read the chapter around it.
+Every diagram of the chapters, in reading order, each under the section it illustrates: the flow
+diagrams, and the stage figures drawn from a real forward pass by `tools/make_diagrams.py`. Follow
+the title's link to read the chapter around it.
 
 This page is generated from the chapters by `tools/docs_excerpts.py` (a test checks that it is up
 to date), so a diagram is only ever edited in its chapter.
 """
 
 
+STAGE_FIGURE = re.compile(r"^!\[[^\]]*\]\(figures/stage-[\w.-]+\.svg\)\s*$")
+
+
 def diagrams(chapter: Path) -> list[tuple[str, list[str]]]:
-    """(heading of the section it is in, mermaid lines) for each mermaid block of a chapter."""
+    """(heading of the section it is in, lines) for each diagram of a chapter: the lines of a
+    mermaid block, or a one-line image of a stage figure (docs/figures/stage-*.svg)."""
     found: list[tuple[str, list[str]]] = []
     heading = ""
     lines = chapter.read_text(encoding="utf-8").split("\n")
@@ -563,6 +569,8 @@ def diagrams(chapter: Path) -> list[tuple[str, list[str]]]:
         line = lines[i]
         if re.match(r"^#{2,6}\s", line):
             heading = line.lstrip("#").strip()
+        if STAGE_FIGURE.match(line.strip()):
+            found.append((heading, [line.strip()]))
         m = FENCE_OPEN.match(line.strip())
         if m:
             j = i + 1
@@ -584,7 +592,10 @@ def diagrams_page() -> str:
         title = chapter.read_text(encoding="utf-8").split("\n", 1)[0].lstrip("#").strip()
         for heading, lines in diagrams(chapter):
             where = f"{title}: {heading}" if heading else title
-            parts.append(f"## [{where}]({chapter.name})\n\n```mermaid\n" + "\n".join(lines) + "\n```\n")
+            if len(lines) == 1 and STAGE_FIGURE.match(lines[0]):
+                parts.append(f"## [{where}]({chapter.name})\n\n{lines[0]}\n")
+            else:
+                parts.append(f"## [{where}]({chapter.name})\n\n```mermaid\n" + "\n".join(lines) + "\n```\n")
     return "\n".join(parts)
 
 
