@@ -11,7 +11,12 @@ A configuration is `key=value` pairs separated by commas:
   folder `load_model` reads), default `--model`;
 - `dtype=bf16|f32|auto`, the compute mode (auto: the weights' own precision, as the CLI's `--dtype`);
 - `reference` instead of our engine: tools/reference_llama.py, the PyTorch reference (Meta
-  directories and llama2.c files), in its `dtype` mode.
+  directories and llama2.c files), in its `dtype` mode;
+- `quantize=Q8_0|Q4_0|Q4_1`: every matrix (the seven of each layer, the embedding table and the
+  output) rounded to that block type and back, by gguf-py's `quantize` and `dequantize` (llama.cpp's
+  own Python), then computed in float32: the weights a quantized file would hold, so the
+  differences are what the rounding of the weights alone does (the norm weights stay as they are,
+  as llama.cpp keeps them in float32).
 
 Both run ONE forward pass over BOS + the prompt, tokenized by configuration A's tokenizer, with
 `InferenceContext.recorder` on (the reference records the same names). For every recorded stage
@@ -67,6 +72,7 @@ STAGE_OF = {
     "logits": 19,
 }
 SKIPPED = {"mask"}  # the same -inf table on both sides, by construction
+QUANTIZE_TYPES = ("Q8_0", "Q4_0", "Q4_1")
 PLOTTED = ("attention_norm", "xq_rope", "scores", "attention_wo", "h", "ffn_out", "out")
 
 
@@ -77,6 +83,7 @@ class Config:
     tokenizer: Path | None
     dtype: str = "auto"
     reference: bool = False
+    quantize: str | None = None
 
     @property
     def label(self) -> str:
@@ -96,12 +103,16 @@ def parse_config(text: str, model: Path, tokenizer: Path | None) -> Config:
             config.model = Path(value)
         elif key == "tokenizer":
             config.tokenizer = Path(value)
+        elif key == "quantize":
+            if value not in QUANTIZE_TYPES:
+                raise SystemExit(f"compare_stages: quantize must be one of {', '.join(QUANTIZE_TYPES)}, got {value!r}")
+            config.quantize = value
         elif key == "dtype":
             if value not in ("auto", "bf16", "f32"):
                 raise SystemExit(f"compare_stages: dtype must be auto, bf16 or f32, got {value!r}")
             config.dtype = value
         else:
-            raise SystemExit(f"compare_stages: unknown key {key!r} in {text!r} (model, tokenizer, dtype)")
+            raise SystemExit(f"compare_stages: unknown key {key!r} in {text!r} (model, tokenizer, dtype, quantize)")
     return config
 
 
@@ -142,13 +153,38 @@ def run_engine(config: Config, tokens: list[int]) -> Run:
     loaded = load_model(_resolve_model(config.model), config.tokenizer)
     mode = config.dtype
     if mode == "auto":
-        mode = "bf16" if loaded.weights.tok_embeddings.dtype is DT_BF16 else "f32"
-    model = LlamaTransformer(loaded.args, loaded.weights, mode)
+        mode = "f32" if config.quantize else "bf16" if loaded.weights.tok_embeddings.dtype is DT_BF16 else "f32"
+    weights = quantized_weights(loaded.weights, config.quantize) if config.quantize else loaded.weights
+    model = LlamaTransformer(loaded.args, weights, mode)
     context = model.NewInferenceContext(len(tokens))
     context.recorder = {}
     model.Forward(context, tokens_tensor(tokens), 0)
     pairing = getattr(loaded.weights, "rope_pairing", "interleaved")
     return Run(config, context.recorder, mode, loaded.args.head_dim, pairing, loaded.tokenizer)
+
+
+def quantized_weights(weights, kind: str):  # type: ignore[no-untyped-def]
+    """The model's matrices rounded to `kind` blocks and back (gguf-py), as float32 tensors."""
+    from dataclasses import replace
+
+    import gguf
+    from llamanuts.ml import DT_F32, Tensor
+
+    qtype = gguf.GGMLQuantizationType[kind]
+
+    def roundtrip(t):  # type: ignore[no-untyped-def]
+        values = np.ascontiguousarray(t.numpy(), dtype=np.float32)
+        back = gguf.quants.dequantize(gguf.quants.quantize(values, qtype), qtype).astype(np.float32)
+        return Tensor.wrap(back.reshape(values.shape), DT_F32)
+
+    layers = [
+        replace(lw, wq=roundtrip(lw.wq), wk=roundtrip(lw.wk), wv=roundtrip(lw.wv), wo=roundtrip(lw.wo),
+                w1=roundtrip(lw.w1), w2=roundtrip(lw.w2), w3=roundtrip(lw.w3))
+        for lw in weights.layers
+    ]
+    tok = roundtrip(weights.tok_embeddings)
+    output = tok if weights.shared_classifier else roundtrip(weights.output)
+    return replace(weights, tok_embeddings=tok, layers=layers, output=output)
 
 
 def run_reference(config: Config, tokens: list[int]) -> Run:
@@ -284,6 +320,14 @@ def plot(rows: list[Row], a: Run, b: Run, out: Path) -> None:
     plt.close(fig)
 
 
+def _shown(path: Path) -> str:
+    """A path as the reader typed it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.compare_stages", description=__doc__.split("\n\n")[0])
     parser.add_argument("--a", default="dtype=bf16", help="configuration A (default: dtype=bf16)")
@@ -303,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare_runs(a, b)
     layers = None if args.layers == "all" else {int(x) for x in args.layers.split(",") if x.strip()}
     print(f"prompt: BOS + {args.prompt!r}, {len(tokens)} tokens {tokens}")
-    print(f"A: {config_a.label} ({a.mode}, {config_a.model})")
-    print(f"B: {config_b.label} ({b.mode}, {config_b.model})")
+    print(f"A: {config_a.label} ({a.mode}, {_shown(config_a.model)})")
+    print(f"B: {config_b.label} ({b.mode}, {_shown(config_b.model)})")
     print(format_table(rows, layers))
     for side, r in (("A", a), ("B", b)):
         token, probability, piece = next_token(r, tokenizer)
