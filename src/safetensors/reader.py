@@ -170,16 +170,16 @@ class SafetensorsFile:
         return TensorInfo(name, dtype, tuple(shape), begin, end)
 
     def _check_no_overlaps(self) -> None:
+        # An empty tensor occupies no byte, so it cannot overlap anything.
         previous: TensorInfo | None = None
-        for info in sorted(self.tensors.values(), key=lambda t: (t.begin, t.end)):
+        for info in sorted((t for t in self.tensors.values() if t.nbytes), key=lambda t: (t.begin, t.end)):
             if previous is not None and info.begin < previous.end:
                 raise ModelFileError(
                     self.path,
                     f"tensors {previous.name!r} [{previous.begin}, {previous.end}) and {info.name!r} "
                     f"[{info.begin}, {info.end}) overlap in the data section",
                 )
-            if info.nbytes:  # an empty tensor occupies no byte, so it cannot overlap
-                previous = info
+            previous = info
 
     # ---- tensors --------------------------------------------------------------------------------
     def names(self) -> list[str]:
