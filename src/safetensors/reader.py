@@ -39,6 +39,7 @@ Progress = Callable[[int, int, str], None]
 HEADER_LENGTH = struct.Struct("<Q")  # N, the header's length in bytes
 # The reference implementation refuses headers above 100 MB; a 70B model's header is about 100 KB.
 MAX_HEADER_BYTES = 100_000_000
+MAX_DIMS = 8  # weights have 1 to 4; numpy itself stops at 64
 METADATA_KEY = "__metadata__"
 ENTRY_KEYS = frozenset({"dtype", "shape", "data_offsets"})
 
@@ -143,6 +144,8 @@ class SafetensorsFile:
             )
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
             raise ModelFileError(self.path, f"{where}: shape must be a list of non-negative integers, got {shape!r:.80}")
+        if len(shape) > MAX_DIMS:
+            raise ModelFileError(self.path, f"{where}: shape has {len(shape):,} dimensions; at most {MAX_DIMS} are supported")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
             raise ModelFileError(self.path, f"{where}: data_offsets must be [begin, end], two non-negative integers, got {offsets!r:.80}")
         begin, end = offsets

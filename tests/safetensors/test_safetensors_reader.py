@@ -206,7 +206,13 @@ def test_an_enormous_shape_is_refused_in_bounded_time(tmp_path: Path) -> None:
     _refused(_one_tensor_file(tmp_path, {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 16]}, b"\0" * 16),
              "needs more than the 16 of the data section")
     _refused(_one_tensor_file(tmp_path, {"dtype": "F32", "shape": [2] * 1_000_000, "data_offsets": [0, 16]}, b"\0" * 16),
-             "needs more than the 16 of the data section")
+             "shape has 1,000,000 dimensions; at most 8")
+
+
+def test_an_empty_tensor_with_too_many_dimensions_is_refused(tmp_path: Path) -> None:
+    # zero elements in zero bytes is consistent, but numpy cannot even make such an array
+    _refused(_one_tensor_file(tmp_path, {"dtype": "F32", "shape": [0] * 100, "data_offsets": [0, 0]}, b""),
+             "shape has 100 dimensions")
 
 
 def test_overlapping_tensors(tmp_path: Path) -> None:
