@@ -23,13 +23,14 @@ from ..ml import (
 )
 from .inferencecontext import InferenceContext
 from .modelargs import ModelArgs
-from .rope import applyRotaryEmbeddings
+from .rope import ROPE_INTERLEAVED, applyRotaryEmbeddings
 from .weights import LayerWeights
 
 
 class LlamaAttention:
-    def __init__(self, layer_index: int, args: ModelArgs, weights: LayerWeights) -> None:
+    def __init__(self, layer_index: int, args: ModelArgs, weights: LayerWeights, rope_pairing: str = ROPE_INTERLEAVED) -> None:
         self.layer_index = layer_index
+        self.rope_pairing = rope_pairing  # how wq/wk rows pair the rotated features (see rope.py)
         self.n_heads = args.n_heads
         self.n_kv_heads = args.n_kv_heads
         self.n_rep = args.n_rep
@@ -66,8 +67,8 @@ class LlamaAttention:
         GLogger.DebugPrintf("Reshaped xq %s, xk %s, xv %s", xq, xk, xv)
 
         GLogger.DebugStage(10, "Applying rotary embeddings")
-        xq = applyRotaryEmbeddings(xq, freqs_cis, "xq")
-        xk = applyRotaryEmbeddings(xk, freqs_cis, "xk")
+        xq = applyRotaryEmbeddings(xq, freqs_cis, "xq", self.rope_pairing)
+        xk = applyRotaryEmbeddings(xk, freqs_cis, "xk", self.rope_pairing)
         GLogger.DebugPrintf("Rotated xq %s and xk %s", xq, xk)
         self._record(infContext, "xq_rope", xq)
         self._record(infContext, "xk_rope", xk)

@@ -34,7 +34,7 @@ from .inferencecontext import InferenceContext, compute_dtype
 from .llamatransformerblock import LlamaTransformerBlock
 from .modelargs import ModelArgs
 from .rmsnorm import RMSNorm
-from .rope import precomputeFreqsCis
+from .rope import ROPE_PAIRINGS, precomputeFreqsCis
 from .weights import LayerWeights, ModelWeights
 
 
@@ -64,7 +64,10 @@ def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
 
     tok = convert_matrix(weights.tok_embeddings)
     output = tok if weights.shared_classifier else convert_matrix(weights.output)
-    return ModelWeights(tok_embeddings=tok, layers=[layer(lw) for lw in weights.layers], norm=convert(weights.norm), output=output)
+    return ModelWeights(
+        tok_embeddings=tok, layers=[layer(lw) for lw in weights.layers], norm=convert(weights.norm), output=output,
+        rope_pairing=weights.rope_pairing,
+    )
 
 
 class LlamaTransformer:
@@ -75,7 +78,10 @@ class LlamaTransformer:
         self.dtype = compute_dtype(mode)
         w = _weights_for_mode(weights, mode)
         self.tok_embd = w.tok_embeddings
-        self.layers = [LlamaTransformerBlock(i, args, lw) for i, lw in enumerate(w.layers)]
+        if w.rope_pairing not in ROPE_PAIRINGS:
+            raise ShapeError(f"LlamaTransformer: unknown RoPE pairing {w.rope_pairing!r} (expected one of {', '.join(ROPE_PAIRINGS)})")
+        self.rope_pairing = w.rope_pairing
+        self.layers = [LlamaTransformerBlock(i, args, lw, w.rope_pairing) for i, lw in enumerate(w.layers)]
         self.output_norm = RMSNorm(args.norm_eps, w.norm, "LlamaTransformer.output_norm")
         self.output = w.output
         self.freqs_cis = precomputeFreqsCis(args.head_dim, args.max_seq_len, args.rope_theta, args.rope_scaling)

@@ -1,4 +1,5 @@
-"""load_model: a model directory (Meta), a `.bin` file (llama2.c) or a `.gguf` file (llama.cpp) -> LoadedModel.
+"""load_model: a model directory (Meta's or Hugging Face's), a `.bin` file (llama2.c) or a `.gguf`
+file (llama.cpp) -> LoadedModel.
 
 Whatever the format, the result is the same: ModelArgs, ModelWeights under Meta's names, and a
 tokenizer, so the transformer never knows where its weights came from. Before returning, every
@@ -13,13 +14,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from ..common.errors import ModelFileError
 from ..common.logger import GLogger
-from ..ml import Tensor, format_dims
+from ..ml import DT_F32, Tensor, format_dims
+from ..ml.dtype import DT_F16
+from ..safetensors import (
+    CONFIG_FILE,
+    hf_directory_files,
+    hf_name,
+    is_hf_directory,
+    load_hf_config,
+    load_safetensors_checkpoint,
+    meta_state_dict,
+    model_args_from_hf_config,
+    read_chat_template,
+    tie_word_embeddings,
+)
 from ..torch.checkpoint import find_consolidated_checkpoint, load_torch_checkpoint
 from .llama2c import load_llama2c_model
 from .modelargs import ModelArgs
 from .params import load_params, model_args_from_params
+from .rope import ROPE_HALVES, ROPE_INTERLEAVED
 from .weights import LayerWeights, ModelWeights
 
 Progress = Callable[[int, int, str], None]
@@ -27,6 +44,7 @@ Progress = Callable[[int, int, str], None]
 FORMAT_META = "meta"
 FORMAT_LLAMA2C = "llama2c"
 FORMAT_GGUF = "gguf"
+FORMAT_HF = "huggingface"
 
 CHECKPOINT_FILE = "consolidated.00.pth"
 PARAMS_FILE = "params.json"
@@ -59,10 +77,11 @@ class LoadedModel:
     args: ModelArgs
     weights: ModelWeights
     tokenizer: Any  # a llamanuts.tokenizer.Tokenizer (vocab_size, bos_id, eos_id, encode, decode)
-    format: str  # "meta" | "llama2c" | "gguf"
+    format: str  # "meta" | "llama2c" | "gguf" | "huggingface"
     path: Path
     files: dict[str, Path] = field(default_factory=dict)  # role ("checkpoint", "params", ...) -> file
-    # The model's own chat template (a Jinja string), when its file carries one (GGUF's tokenizer.chat_template).
+    # The model's own chat template (a Jinja string), when its files carry one (GGUF's
+    # tokenizer.chat_template; Hugging Face's chat_template.jinja or tokenizer_config.json).
     chat_template: str | None = None
     # Everything the file said about itself, as plain Python (a GGUF's metadata keys), for the
     # tokenizer and the CLI to read; empty for formats without such metadata.
@@ -72,17 +91,33 @@ class LoadedModel:
 def load_model(
     path: str | Path, tokenizer_path: str | Path | None = None, progress: Progress | None = None
 ) -> LoadedModel:
-    """A directory (or a consolidated.00.pth in one) is Meta's format; a `.bin` file is llama2.c's; a
-    file that starts with the magic "GGUF" (or is named `.gguf`) is llama.cpp's.
+    """A directory with consolidated.00.pth (or that file) is Meta's format; a directory with
+    config.json and model.safetensors (or its shard index), or such a file, is Hugging Face's; a
+    `.bin` file is llama2.c's; a file that starts with the magic "GGUF" (or is named `.gguf`) is
+    llama.cpp's.
 
     `progress(done, total, name)` is called as tensors are mapped (for the CLI's progress bar).
     """
     path = Path(path)
     if not path.exists():
         raise ModelFileError(
-            path, "model path not found; expected a Meta model directory, a llama2.c .bin file or a .gguf file"
+            path, "model path not found; expected a Meta or Hugging Face model directory, a llama2.c .bin file "
+            "or a .gguf file"
         )
+    if path.is_file() and path.suffix == ".safetensors":
+        path = path.parent
     if path.is_dir():
+        if not (path / CHECKPOINT_FILE).is_file() and (path / CONFIG_FILE).is_file():
+            if not is_hf_directory(path):
+                raise ModelFileError(
+                    path, "has config.json (a Hugging Face directory?) but neither model.safetensors nor "
+                    "model.safetensors.index.json: only safetensors weights can be read (not pytorch_model.bin)"
+                )
+            if tokenizer_path is not None:
+                raise ModelFileError(
+                    tokenizer_path, "a Hugging Face directory brings its own tokenizer.json; a separate tokenizer file is not used"
+                )
+            return load_hf_model(path, progress)
         return load_meta_model(path, tokenizer_path, progress)
     if path.suffix.lower() == ".gguf" or _has_gguf_magic(path):
         return load_gguf(path, tokenizer_path, progress)
@@ -92,7 +127,8 @@ def load_model(
         return load_llama2c(path, tokenizer_path, progress)
     raise ModelFileError(
         path, "unrecognised model path: expected a Meta model directory (consolidated.00.pth, params.json, "
-        "tokenizer.model), a llama2.c .bin file or a .gguf file"
+        "tokenizer.model), a Hugging Face directory (config.json, model.safetensors, tokenizer.json), a llama2.c "
+        ".bin file or a .gguf file"
     )
 
 
@@ -220,6 +256,54 @@ def resolve_model_alias(text: str) -> Path | None:
             f"pass the file itself with --model",
         )
     return found[0]
+def load_hf_model(directory: str | Path, progress: Progress | None = None) -> LoadedModel:
+    """A Hugging Face LlamaForCausalLM directory: config.json, safetensors weights (mapped, not
+    copied), tokenizer.json and the chat template. Config and weights are checked before the tokenizer."""
+    directory = Path(directory)
+    files = hf_directory_files(directory)
+    config = load_hf_config(files["config"])
+    args = model_args_from_hf_config(config, files["config"])
+    tied = tie_word_embeddings(config, files["config"])
+    GLogger.DebugPrintf("Hugging Face model %s: %s", directory, args)
+    checkpoint = load_safetensors_checkpoint(directory, progress)
+    weights_path = checkpoint.index or checkpoint.files[0]
+    tensors = _widen_float16(meta_state_dict(checkpoint.tensors, args, tied, weights_path))
+    weights = weights_from_state_dict(
+        tensors, args, weights_path, source="config.json", display=hf_name, rope_pairing=ROPE_HALVES
+    )
+    GLogger.DebugPrintf(
+        "RoPE layout: Hugging Face's q_proj/k_proj rows pair features i and i+%d (its rotate_half), where Meta's "
+        "pair 2i and 2i+1; the weights stay as stored and applyRotaryEmbeddings pairs them the Hugging Face way",
+        args.head_dim // 2,
+    )
+    chat_template = read_chat_template(directory)
+    tokenizer = _load_hf_tokenizer(directory)
+    _check_tokenizer_fits(tokenizer, args, files.get("tokenizer", directory))
+    return LoadedModel(args, weights, tokenizer, FORMAT_HF, directory, files, chat_template=chat_template)
+
+
+def _widen_float16(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """float16 tensors -> float32 copies: the ops have no float16 kernels yet, so this is the one
+    case where loading copies weights (as for a float16 .pth). bf16 and float32 stay views."""
+    widened = {
+        name: Tensor(t.shape, DT_F32, t.data.astype(np.float32), t.name) if t.dtype is DT_F16 else t
+        for name, t in tensors.items()
+    }
+    count = sum(1 for t in tensors.values() if t.dtype is DT_F16)
+    if count:
+        GLogger.DebugPrintf("Widened %d float16 tensors to float32 (a copy: no float16 kernels)", count)
+    return widened
+
+
+def _load_hf_tokenizer(directory: Path) -> Any:
+    # Imported here: the weights and config path stays usable (and testable) without the tokenizer.
+    try:
+        from ..tokenizer.hf_tokenizer import load_hf_tokenizer
+    except ImportError as exc:
+        if exc.name and not exc.name.endswith("hf_tokenizer"):
+            raise ModelFileError(directory, f"the Hugging Face tokenizer needs the {exc.name!r} package ({exc})") from None
+        raise ModelFileError(directory, "the Hugging Face tokenizer is not available yet") from None
+    return load_hf_tokenizer(directory)
 
 
 def _load_tokenizer(path: Path, **options: Any) -> Any:
@@ -263,24 +347,38 @@ def expected_shapes(args: ModelArgs) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def check_weight_shapes(
-    args: ModelArgs, named: Iterable[tuple[str, Tensor]], path: str | Path, source: str = "params.json"
+    args: ModelArgs,
+    named: Iterable[tuple[str, Tensor]],
+    path: str | Path,
+    source: str = "params.json",
+    display: Callable[[str], str] | None = None,
 ) -> None:
+    """Every tensor's shape against the rule for its (Meta) name; `display` turns a Meta name into the
+    name the file uses, for the message."""
     expected = expected_shapes(args)
     for name, tensor in named:
         shape, rule = expected[name]
         if tensor.shape != shape:
+            shown = name if display is None else display(name)
             raise ModelFileError(
                 path,
-                f"tensor {name!r} has shape {format_dims(tensor.shape)} but {source} implies {rule} = "
+                f"tensor {shown!r} has shape {format_dims(tensor.shape)} but {source} implies {rule} = "
                 f"{format_dims(shape)} (dim {args.dim}, n_heads {args.n_heads}, n_kv_heads {args.n_kv_heads}, "
                 f"head_dim {args.head_dim}, hidden_dim {args.hidden_dim}, vocab_size {args.vocab_size})",
             )
 
 
 def weights_from_state_dict(
-    tensors: dict[str, Tensor], args: ModelArgs, path: str | Path, source: str = "params.json"
+    tensors: dict[str, Tensor],
+    args: ModelArgs,
+    path: str | Path,
+    source: str = "params.json",
+    display: Callable[[str], str] | None = None,
+    rope_pairing: str = ROPE_INTERLEAVED,
 ) -> ModelWeights:
-    """Check names (missing / unexpected) and shapes, then arrange the tensors into ModelWeights."""
+    """Check names (missing / unexpected) and shapes, then arrange the tensors (under Meta's names)
+    into ModelWeights. `source` and `display` word the messages for the file's own format;
+    `rope_pairing` is how the file's wq/wk rows pair RoPE's features (see rope.py)."""
     expected = expected_shapes(args)
     # Without output.weight the classifier is the embedding table (tied weights, as in the small
     # Llama 3.2 models); ModelWeights then holds one tensor for both.
@@ -299,7 +397,7 @@ def weights_from_state_dict(
             f"{len(unexpected)} unexpected tensor(s) (does {source}'s n_layers = {args.n_layers} "
             f"match the checkpoint?): {_names(unexpected)}",
         )
-    check_weight_shapes(args, ((name, tensors[name]) for name in expected), path, source)
+    check_weight_shapes(args, ((name, tensors[name]) for name in expected), path, source, display)
     GLogger.DebugPrintf(
         "Mapped %d tensors into ModelWeights (%d layers, shared classifier: %s)",
         len(expected), args.n_layers, shared_classifier,
@@ -313,6 +411,7 @@ def weights_from_state_dict(
         layers=layers,
         norm=tensors["norm.weight"],
         output=tensors["tok_embeddings.weight"] if shared_classifier else tensors["output.weight"],
+        rope_pairing=rope_pairing,
     )
 
 
@@ -323,6 +422,7 @@ def _names(names: list[str], limit: int = 6) -> str:
 
 __all__ = [
     "FORMAT_GGUF",
+    "FORMAT_HF",
     "FORMAT_LLAMA2C",
     "FORMAT_META",
     "IGNORED_KEYS",
@@ -331,6 +431,7 @@ __all__ = [
     "check_weight_shapes",
     "expected_shapes",
     "load_gguf",
+    "load_hf_model",
     "load_llama2c",
     "load_meta_model",
     "load_model",
