@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from ..common.errors import TokenizerError
 from .pair_merge import PairMerge, merge_adjacent_pairs, score_priorities
-from .tokenizer import Tokenizer, parse_byte_piece
+from .tokenizer import Tokenizer, check_text, parse_byte_piece
 
 _INT32 = struct.Struct("<i")
 _RECORD_HEADER = struct.Struct("<fi")  # score, length
@@ -155,6 +155,7 @@ class Llama2cTokenizer(Tokenizer):
 
     # ---- encoding (run.c's `encode`) --------------------------------------------------------
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        check_text(text)
         ids = self._merge(self._initial_ids(text))
         if bos:
             ids.insert(0, _BOS_ID)
