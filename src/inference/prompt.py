@@ -332,14 +332,15 @@ class JinjaChatTemplate(ChatTemplate):
     as text, and they must become special ids; but a user who types "<|im_end|>" must get ordinary
     tokens. So before rendering, every special-token string INSIDE a message is wrapped in two
     private-use markers (MARK_START, MARK_END; markers a user typed are removed first). After
-    rendering, special-token strings outside markers become special parts, marked ones become text
-    parts without their markers, and the text between is plain text. Only the special tokens are
+    rendering, special-token strings outside markers become special parts; everything between
+    them, the marked strings included (without their markers), is one text part, encoded as plain
+    text exactly as if the user's text had held no such string. Only the special tokens are
     marked, not the whole content, so templates that transform content (`| trim`, `.strip()`,
     `| upper`) render exactly as they would without the markers. The limit: a template that cuts
     content apart (`.split()`, slicing) can separate a marker from its token; a lone marker is
-    dropped and only breaks the text there. This is the scheme of transformers'
-    `apply_chat_template(..., sanitize_control_tokens=True)`, so the two give the same ids, also
-    for typed special tokens: each marked token and the text around it are encoded on their own.
+    then dropped. (transformers' `sanitize_control_tokens=True` marks the same way but encodes
+    each marked token on its own; joining it to its text instead keeps SentencePiece-style
+    vocabularies from adding a dummy-prefix space at every such token.)
     """
 
     name = "jinja"
@@ -437,19 +438,24 @@ class JinjaChatTemplate(ChatTemplate):
         return list(self._split(self.RenderText(dialog)))
 
     def _split(self, rendered: str) -> Iterator[PromptPart]:
-        """Template specials -> special parts; marked (typed) specials and other text -> text parts."""
+        """Template specials -> special parts; everything between, including special-token text
+        a user typed (marked), -> one text part, encoded as plain text."""
+        text: list[str] = []
         position = 0
         for match in self._split_re.finditer(rendered):
-            if match.start() > position:
-                yield PromptPart(rendered[position : match.start()])
+            text.append(rendered[position : match.start()])
             typed, special = match.group(1), match.group(2)
             if special is not None:
+                if "".join(text):
+                    yield PromptPart("".join(text))
+                text = []
                 yield PromptPart(special, special=True)
             elif typed is not None:
-                yield PromptPart(typed)  # text a user typed: encoded on its own, as plain text
-            position = match.end()  # a lone marker: dropped, it only breaks the text here
-        if position < len(rendered):
-            yield PromptPart(rendered[position:])
+                text.append(typed)  # typed by a user: stays text, joined with the text around it
+            position = match.end()  # a lone marker (the template cut a marked token apart): dropped
+        text.append(rendered[position:])
+        if "".join(text):
+            yield PromptPart("".join(text))
 
     # ---- where the model's turn ends ----------------------------------------------------------
     def StopTokens(self) -> tuple[str, ...]:

@@ -117,18 +117,22 @@ class HFTokenizer(Tokenizer):
         self._tokenizer.encode_special_tokens = True
         self.rules = read_decoder_rules(path, spec.get("decoder"))
         self.strip_leading_space_after_bos = self.rules.strips_leading_space
-        self.chat_template = chat_template if chat_template is not None else _config_chat_template(path, config)
+        self.chat_template = (
+            chat_template if chat_template is not None else _config_chat_template(Path(path).parent / TOKENIZER_CONFIG, config)
+        )
 
         added = self._tokenizer.get_added_tokens_decoder()
         self._special_ids = {id for id, token in added.items() if token.special}
         self._added_text = {id: token.content for id, token in added.items() if not token.special}
         size = max([self._tokenizer.get_vocab_size(with_added_tokens=False) - 1, *added.keys()]) + 1
-        self._path = path
+        # Errors name the file that said it (the configs sit beside tokenizer.json).
+        self._config_path = Path(path).parent / TOKENIZER_CONFIG
+        generation_path = Path(path).parent / GENERATION_CONFIG
         bos_id = self._config_token_id(config, "bos_token", size)
         if bos_id is None:
-            generation_bos = _generation_ids(path, generation_config, "bos_token_id", size)
+            generation_bos = _generation_ids(generation_path, generation_config, "bos_token_id", size)
             bos_id = generation_bos[0] if generation_bos else None
-        eos_ids = _generation_ids(path, generation_config, "eos_token_id", size)
+        eos_ids = _generation_ids(generation_path, generation_config, "eos_token_id", size)
         eos_id = self._config_token_id(config, "eos_token", size)
         if eos_id is None and eos_ids:
             eos_id = eos_ids[0]
@@ -149,10 +153,10 @@ class HFTokenizer(Tokenizer):
             return None
         content = value.get("content") if isinstance(value, Mapping) else value
         if not isinstance(content, str):
-            raise TokenizerError(self._path, f"{TOKENIZER_CONFIG}'s {key} should be a token string, got {value!r}")
+            raise TokenizerError(self._config_path, f"{key} should be a token string, got {value!r}")
         id = self._tokenizer.token_to_id(content)
         if id is None or not 0 <= id < size:
-            raise TokenizerError(self._path, f"{TOKENIZER_CONFIG}'s {key} {content!r} is not a token of tokenizer.json")
+            raise TokenizerError(self._config_path, f"{key} {content!r} is not a token of {TOKENIZER_JSON}")
         return int(id)
 
     def _model_unk_id(self, spec: Mapping[str, Any]) -> int | None:
@@ -293,7 +297,7 @@ def _generation_ids(path: str | Path, generation: Mapping[str, Any], key: str, s
     values = value if isinstance(value, list) else [value]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < size:
-            raise TokenizerError(path, f"{GENERATION_CONFIG}'s {key} {value!r} is not a token id of the vocab (0 .. {size - 1})")
+            raise TokenizerError(path, f"{key} {value!r} is not a token id of the vocab (0 .. {size - 1})")
     return [int(v) for v in values]
 
 
@@ -307,7 +311,7 @@ def _config_chat_template(path: str | Path, config: Mapping[str, Any]) -> str | 
         chosen = named.get("default", next(iter(named.values()), None))
         if isinstance(chosen, str):
             return chosen
-    raise TokenizerError(path, f"{TOKENIZER_CONFIG}'s chat_template should be a string or a list of named templates")
+    raise TokenizerError(path, "chat_template should be a string or a list of named templates")
 
 
 def _add_bos(config: Mapping[str, Any], tokenizer: Any, bos_id: int | None) -> bool:

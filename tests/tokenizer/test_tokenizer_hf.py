@@ -122,9 +122,9 @@ def test_a_missing_directory_or_tokenizer_json_is_an_error(tmp_path: Path) -> No
         ("tokenizer.json", "{not json", r"tokenizer.json: is not valid JSON"),
         ("tokenizer.json", '{"model": {"type": "Nope"}}', r"tokenizer.json: not a tokenizer.json the tokenizers package can read"),
         ("tokenizer_config.json", "[1, 2]", r"tokenizer_config.json: should hold a JSON object, got list"),
-        ("generation_config.json", '{"eos_token_id": [2, 99999]}', r"generation_config.json's eos_token_id \[2, 99999\] is not a token id"),
-        ("tokenizer_config.json", '{"eos_token": "<nope>"}', r"tokenizer_config.json's eos_token '<nope>' is not a token of tokenizer.json"),
-        ("tokenizer_config.json", '{"chat_template": 5}', r"chat_template should be a string or a list of named templates"),
+        ("generation_config.json", '{"eos_token_id": [2, 99999]}', r"generation_config.json: eos_token_id \[2, 99999\] is not a token id"),
+        ("tokenizer_config.json", '{"eos_token": "<nope>"}', r"tokenizer_config.json: eos_token '<nope>' is not a token of tokenizer.json"),
+        ("tokenizer_config.json", '{"chat_template": 5}', r"tokenizer_config.json: chat_template should be a string or a list of named templates"),
     ],
 )
 def test_bad_files_are_clear_errors(tmp_path: Path, file: str, content: str, message: str) -> None:
