@@ -11,8 +11,9 @@ STAGE 03  the loop: the whole prompt goes through Forward in ONE call (prefill, 
           next position, reusing the cache. Each step samples the next token from the last row of
           logits and yields it as a GeneratedPart, decoded to text that is safe to print.
 
-Generation ends when the model emits a stop token (EOS, Llama 3's <|eot_id|>, or BOS for llama2.c
-models as run.c does), after `max_new_tokens`, or when the next token would not fit in the KV cache.
+Generation ends when the model emits a stop token (EOS, the chat template's end of turn such as
+Llama 3's <|eot_id|> or ChatML's <|im_end|>, or BOS for llama2.c models as run.c does), after
+`max_new_tokens`, or when the next token would not fit in the KV cache.
 The CLI only consumes parts; it never sees logits or the cache.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 from ..common.errors import LlamaError, SequenceLengthError
 from ..common.logger import GLogger
 from ..model.llamatransformer import LlamaTransformer, tokens_tensor
-from .prompt import ChatMessage, ChatTemplate, chat_template_for, encode_parts, encode_text_prompt, render_parts
+from .prompt import ChatMessage, ChatTemplate, default_chat_template, encode_parts, encode_text_prompt, render_parts
 from .sampling import Sampler, SamplingArgs
 from .utf8 import StreamingUTF8Decoder
 
@@ -139,7 +140,15 @@ class _Step:
 
 
 class InferenceEngine:
-    def __init__(self, model: LlamaTransformer, tokenizer: EngineTokenizer, args: InferenceArgs) -> None:
+    def __init__(
+        self,
+        model: LlamaTransformer,
+        tokenizer: EngineTokenizer,
+        args: InferenceArgs,
+        chat_template: ChatTemplate | None = None,
+    ) -> None:
+        """`chat_template`: the dialog layout for TokenizeChat; by default the model's own
+        (from its files, via the tokenizer), else Llama 3's or Llama 2's (prompt.py)."""
         self.model = model
         self.tokenizer = tokenizer
         self.args = args
@@ -151,13 +160,14 @@ class InferenceEngine:
             raise SequenceLengthError(
                 f"sequence length {self.sequence_length} must be between 1 and the model's max_seq_len {model.args.max_seq_len}"
             )
-        self.chat_template: ChatTemplate = chat_template_for(tokenizer.kind)
+        self.chat_template: ChatTemplate = chat_template if chat_template is not None else default_chat_template(tokenizer)
         self.stop_ids = self._stop_ids()
         self.stats = GenerationStats()
         self.decoder = StreamingUTF8Decoder()
 
     def _stop_ids(self) -> frozenset[int]:
         ids = set(self.tokenizer.stop_ids)
+        ids |= self.chat_template.StopIds(self.tokenizer)  # the end of a turn, e.g. <|im_end|>
         if self.tokenizer.eos_id is not None:
             ids.add(self.tokenizer.eos_id)
         if self.args.stop_on_bos and self.tokenizer.bos_id is not None:
@@ -174,7 +184,7 @@ class InferenceEngine:
         return tokens
 
     def TokenizeChat(self, dialog: Sequence[ChatMessage]) -> list[int]:
-        """A chat dialog through the template the tokenizer calls for (Llama 2 or Llama 3)."""
+        """A chat dialog through the chat template (the model's own, or Llama 2's or Llama 3's)."""
         GLogger.DebugStage(1, "Tokenization")
         parts = self.chat_template.Render(dialog)
         GLogger.DebugPrintf("Rendered the %s chat template: %r", self.chat_template.name, render_parts(parts))

@@ -1,7 +1,9 @@
-"""Tokenizers: one interface (`Tokenizer`), three file formats, one loader.
+"""Tokenizers: one interface (`Tokenizer`), three tokenizer files, GGUF and Hugging Face vocabs.
 
-`load_tokenizer(path)` looks at the file's content, never its name, because the same name
-("tokenizer.model") is used by both Llama 2 (SentencePiece) and Llama 3 (tiktoken).
+`load_tokenizer(path)` opens a tokenizer file by its content, never its name, because the same
+name ("tokenizer.model") is used by both Llama 2 (SentencePiece) and Llama 3 (tiktoken).
+A GGUF model carries its vocab as metadata: `gguf_vocab.tokenizer_from_gguf(metadata, path)`.
+A Hugging Face model directory has tokenizer.json: `hf_tokenizer.load_hf_tokenizer(directory)`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from .llama2c_tokenizer import (
     Llama2cTokenizer,
     read_llama2c_vocab,
 )
+from .bpe_tokenizer import BPETokenizer
+from .gguf_vocab import tokenizer_from_gguf
+from .hf_tokenizer import HFTokenizer, load_hf_tokenizer
 from .sentencepiece_tokenizer import SentencePieceTokenizer
+from .spm_tokenizer import SPMTokenizer
 from .tiktoken_tokenizer import TiktokenTokenizer
-from .tokenizer import SENTENCEPIECE_SPACE, Tokenizer
+from .tokenizer import SENTENCEPIECE_SPACE, InvalidTextError, Tokenizer, TokenType
 
 NOT_RECOGNISED = (
     "not a recognised tokenizer: expected a SentencePiece model, a tiktoken ranks file "
@@ -116,11 +122,19 @@ def _looks_like_sentencepiece(data: bytes) -> bool:
 
 
 __all__ = [
+    "BPETokenizer",
+    "HFTokenizer",
+    "InvalidTextError",
     "Llama2cTokenizer",
     "NOT_RECOGNISED",
     "SENTENCEPIECE_SPACE",
+    "SPMTokenizer",
     "SentencePieceTokenizer",
     "TiktokenTokenizer",
+    "TokenType",
     "Tokenizer",
+    "load_hf_tokenizer",
     "load_tokenizer",
+    "tokenizer_from_gguf",
 ]
+

@@ -12,7 +12,7 @@ from typing import ClassVar
 import sentencepiece
 
 from ..common.errors import TokenizerError
-from .tokenizer import SENTENCEPIECE_SPACE, Tokenizer, parse_byte_piece
+from .tokenizer import SENTENCEPIECE_SPACE, Tokenizer, check_text, parse_byte_piece
 
 # sentencepiece reports "no such token" as -1.
 _ABSENT = -1
@@ -64,6 +64,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     # ---- Tokenizer ----------------------------------------------------------------------------
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        check_text(text)
         ids: list[int] = list(self._sp.encode(text))
         if bos and self.bos_id is not None:
             ids.insert(0, self.bos_id)
