@@ -72,8 +72,12 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 
 EXCERPT_MARKER = re.compile(r"^<!--\s*excerpt:\s*(?P<path>\S+)\s*-->\s*$")
-DEBUGLOG_MARKER = re.compile(r"^<!--\s*debuglog\s*-->\s*$")
-COMMAND_MARKER = re.compile(r"^<!--\s*debug-command\s*-->\s*$")
+# `<!-- debuglog -->` quotes the default model's run; `<!-- debuglog smollm2 -->` the run of the
+# `<!-- debug-command smollm2 -->` block (SmolLM2 answering a question), checked where it can run.
+DEBUGLOG_MARKER = re.compile(r"^<!--\s*debuglog(?:\s+(?P<run>[\w-]+))?\s*-->\s*$")
+COMMAND_MARKER = re.compile(r"^<!--\s*debug-command(?:\s+(?P<run>[\w-]+))?\s*-->\s*$")
+DEFAULT_RUN = "default"
+RUN_NEEDS = {"smollm2": ("smollm2", "transformers")}  # what each named run needs to be made
 # <!-- output needs=smollm2: python -m tools.gguf_blocks --row 3 -->: the block is that command's stdout
 OUTPUT_MARKER = re.compile(r"^<!--\s*output(?P<options>(?:\s+\w+=\S+)*)\s*:\s*(?P<command>.+?)\s*-->\s*$")
 # <!-- try expect="of the world" needs=smollm2 -->: the block's commands print that text
@@ -147,10 +151,10 @@ def parse_blocks(chapter: Path) -> list[Block]:
         kind, target, options = "", "", {}
         if m := EXCERPT_MARKER.match(line):
             kind, target = "excerpt", m.group("path")
-        elif DEBUGLOG_MARKER.match(line):
-            kind = "debuglog"
-        elif COMMAND_MARKER.match(line):
-            kind = "command"
+        elif m := DEBUGLOG_MARKER.match(line):
+            kind, target = "debuglog", m.group("run") or DEFAULT_RUN
+        elif m := COMMAND_MARKER.match(line):
+            kind, target = "command", m.group("run") or DEFAULT_RUN
         elif m := OUTPUT_MARKER.match(line):
             kind, target, options = "output", m.group("command"), parse_options(m.group("options"))
         elif m := TRY_MARKER.match(line):
@@ -511,14 +515,52 @@ def check_stages(log_lines: list[str], files: list[Path]) -> list[str]:
 
 
 # ---- the debug run --------------------------------------------------------------------------------
-def debug_command(index: Path = DOCS / "index.md") -> list[str]:
+def debug_command(index: Path = DOCS / "index.md", run: str = DEFAULT_RUN) -> list[str]:
     """The argv of the command docs/index.md tells the reader to run (the `python` word first)."""
     for block in parse_blocks(index):
-        if block.kind == "command":
+        if block.kind == "command" and block.target == run:
             for line in block.lines:
                 if "cmd.llama_infer" in line:
                     return shlex.split(line.strip().lstrip("$ "))
-    raise ValueError(f"{rel(index)} has no <!-- debug-command --> block with a cmd.llama_infer line")
+    raise ValueError(f"{rel(index)} has no <!-- debug-command {run} --> block with a cmd.llama_infer line")
+
+
+def debug_setup(index: Path = DOCS / "index.md", run: str = DEFAULT_RUN) -> list[str]:
+    """The shell lines of a debug-command block that come before its llama_infer line (e.g. making
+    SmolLM2's Hugging Face folder), without pip lines (the packages are there or the run skips)."""
+    for block in parse_blocks(index):
+        if block.kind == "command" and block.target == run:
+            lines = [line.split("#")[0].strip() for line in block.lines]
+            return [line for line in lines if line and "cmd.llama_infer" not in line and not line.startswith("pip ")]
+    return []
+
+
+def run_missing(run: str) -> str | None:
+    """Why the named run cannot be made here, or None."""
+    for need in RUN_NEEDS.get(run, ()):
+        if why := missing_need(need):
+            return why
+    return None
+
+
+def run_named_debug(run: str, log_path: Path, timeout: int = DEFAULT_TIMEOUT) -> list[str]:
+    """Make the log of a named debug-command block: its setup lines, then its llama_infer line."""
+    if run == DEFAULT_RUN:
+        return run_debug(log_path, timeout=timeout)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _python_env(Path(tmp) / "bin")
+        for line in debug_setup(run=run):
+            done = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                raise RuntimeError(f"the setup of the {run} debug run failed: {line}\n{done.stderr[-3000:]}")
+        command = " ".join(shlex.quote(w) if not w.startswith("~/") and "$" not in w else w for w in debug_command(run=run))
+        command = command.replace("~/", "$HOME/") + f" --debug-log {shlex.quote(str(log_path))}"
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {run} debug run failed (exit {done.returncode}): {command}\n{done.stderr[-3000:]}")
+    return log_path.read_text(encoding="utf-8").split("\n")
 
 
 def run_debug(log_path: Path, extra: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT) -> list[str]:
@@ -732,10 +774,10 @@ def regenerate(block: Block, log: list[str], refresh: bool = False) -> tuple[lis
     return new_lines, problems
 
 
-def rewrite_chapters(log: list[str], files: list[Path], refresh: bool = False) -> tuple[list[Path], list[str]]:
+def rewrite_chapters(log: list[str], files: list[Path], refresh: bool = False, run: str = DEFAULT_RUN) -> tuple[list[Path], list[str]]:
     changed, problems = [], []
     for chapter in files:
-        blocks = [b for b in parse_blocks(chapter) if b.kind == "debuglog"]
+        blocks = [b for b in parse_blocks(chapter) if b.kind == "debuglog" and b.target == run]
         if not blocks:
             continue
         lines = chapter.read_text(encoding="utf-8").split("\n")
@@ -814,9 +856,12 @@ def check_diagrams_page() -> list[str]:
 
 
 # ---- everything -----------------------------------------------------------------------------------
-def check_all(log: list[str] | None, files: list[Path] | None = None, run: bool = False) -> list[str]:
-    """Everything; with `run`, also the tool outputs and the try-it blocks (they run commands)."""
+def check_all(log: list[str] | None, files: list[Path] | None = None, run: bool = False,
+              other_logs: dict[str, list[str]] | None = None) -> list[str]:
+    """Everything; with `run`, also the tool outputs and the try-it blocks (they run commands).
+    `log` is the default run's; `other_logs` the named runs' (a block of a run not given is skipped)."""
     files = files if files is not None else chapters()
+    logs = {DEFAULT_RUN: log, **(other_logs or {})}
     problems: list[str] = []
     known = defined_flags()
     work = Path(tempfile.mkdtemp(prefix="docs-check-")) if run else None
@@ -830,8 +875,8 @@ def check_all(log: list[str] | None, files: list[Path] | None = None, run: bool 
         for block in parse_blocks(chapter):
             if block.kind == "excerpt":
                 problems += check_excerpt(block)
-            elif block.kind == "debuglog" and log is not None:
-                problems += check_debuglog(block, log)
+            elif block.kind == "debuglog" and logs.get(block.target) is not None:
+                problems += check_debuglog(block, logs[block.target])
             elif block.kind in ("output", "try") and work is not None:
                 if why := block_skip(block):
                     print(f"skipped {block.where}: {why}", file=sys.stderr)
@@ -865,9 +910,24 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep_log:
                 args.keep_log.write_text("\n".join(log), encoding="utf-8")
 
+    other_logs: dict[str, list[str]] = {}
+    for name in RUN_NEEDS:
+        if args.no_run:
+            break
+        if why := run_missing(name):
+            print(f"the {name} debug run is skipped: {why}", file=sys.stderr)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"running the {name} debug command", file=sys.stderr)
+            other_logs[name] = run_named_debug(name, Path(tmp) / "debug.log")
+
     if not args.check:
         changed, problems = rewrite_chapters(log, chapters(), args.refresh)
         if not args.no_run:
+            for name, other in other_logs.items():
+                more_changed, more_problems = rewrite_chapters(other, chapters(), args.refresh, run=name)
+                changed += [p for p in more_changed if p not in changed]
+                problems += more_problems
             more_changed, more_problems = rewrite_outputs(chapters())
             changed += [p for p in more_changed if p not in changed]
             problems += more_problems
@@ -879,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"warning: {problem}", file=sys.stderr)
 
-    problems = check_all(log, run=not args.no_run)
+    problems = check_all(log, run=not args.no_run, other_logs=other_logs)
     for problem in problems:
         print(problem, file=sys.stderr)
     files = chapters()

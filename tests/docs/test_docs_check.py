@@ -91,8 +91,34 @@ def test_code_excerpts_are_verbatim(chapter: Path) -> None:
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_quoted_debug_log_lines_come_from_a_real_run(chapter: Path, debug_log: list[str]) -> None:
-    problems = [p for b in tool.parse_blocks(chapter) if b.kind == "debuglog" for p in tool.check_debuglog(b, debug_log)]
+    blocks = [b for b in tool.parse_blocks(chapter) if b.kind == "debuglog" and b.target == tool.DEFAULT_RUN]
+    problems = [p for b in blocks for p in tool.check_debuglog(b, debug_log)]
     assert not problems, "\n".join(problems) + "\n(regenerate with: python tools/docs_excerpts.py)"
+
+
+@pytest.fixture(scope="module")
+def smollm2_log(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The log of SmolLM2 answering the chapters' question (the smollm2 debug command of index.md)."""
+    if why := tool.run_missing("smollm2"):
+        pytest.skip(f"the SmolLM2 walkthrough's quotes need the real model: {why}")
+    path = tmp_path_factory.mktemp("docs-smollm2") / "debug.log"
+    return tool.run_named_debug("smollm2", path)
+
+
+SMOLLM2_CHAPTERS = [c for c in CHAPTERS if any(b.kind == "debuglog" and b.target == "smollm2" for b in tool.parse_blocks(c))]
+
+
+@pytest.mark.parametrize("chapter", SMOLLM2_CHAPTERS, ids=[c.name for c in SMOLLM2_CHAPTERS])
+def test_smollm2_quotes_come_from_a_real_run(chapter: Path, smollm2_log: list[str]) -> None:
+    blocks = [b for b in tool.parse_blocks(chapter) if b.kind == "debuglog" and b.target == "smollm2"]
+    problems = [p for b in blocks for p in tool.check_debuglog(b, smollm2_log)]
+    assert not problems, "\n".join(problems) + "\n(regenerate with: python tools/docs_excerpts.py)"
+
+
+def test_the_walkthrough_follows_smollm2() -> None:
+    assert len(SMOLLM2_CHAPTERS) >= 5, [c.name for c in SMOLLM2_CHAPTERS]
+    argv = tool.debug_command(run="smollm2")
+    assert "--chat" in argv and "--trace-values" in argv and "What is the capital of France?" in argv
 
 
 def test_stage_markers_match_the_log(debug_log: list[str]) -> None:
