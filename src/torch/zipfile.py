@@ -19,12 +19,18 @@ Only what we need is read, from the end of the file backwards:
 
 Every number is checked against the file size, so a truncated or corrupt archive fails with a
 message saying which record is wrong, instead of an IndexError far away.
+
+Every entry's CRC-32 is in the central directory. `read` (data.pkl, the small bookkeeping entries)
+always checks it; `check_crc` checks any stored entry in place over the map, which reads the whole
+entry: the loader does it for entries under SMALL_ENTRY_BYTES, `--verify` for all of them.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 from ..common.errors import ModelFileError
 from ..common.mmapfile import MmapFile
@@ -48,6 +54,15 @@ _U16_SATURATED = 0xFFFF
 _U32_SATURATED = 0xFFFFFFFF
 _FLAG_ENCRYPTED = 0x0001
 _FLAG_UTF8 = 0x0800
+# Entries at most this big have their CRC checked at every load: the pickle, the bookkeeping
+# entries and the small tensors (norm weights) cost microseconds to read; the big matrices are only
+# paged in by Forward, and a load that read them all would take as long as reading the file.
+SMALL_ENTRY_BYTES = 1 << 20
+# --verify reads entries in pieces of this size, so progress can be shown and the map's pages are
+# touched in order.
+_CRC_CHUNK = 64 << 20
+
+CrcProgress = Callable[[int], None]  # called with the number of bytes just checked
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class ZipEntry:
     uncompressed_size: int
     header_offset: int  # where the local header starts
     data_offset: int  # absolute offset of the entry's first data byte in the file
+    crc32: int = 0  # of the uncompressed data, from the central directory
 
     @property
     def is_stored(self) -> bool:
@@ -116,9 +132,39 @@ class ZipArchive:
         return entry
 
     def read(self, name: str) -> bytes:
-        """A copy of a stored entry's bytes (used for data.pkl and the small bookkeeping entries)."""
+        """A copy of a stored entry's bytes, CRC checked (for data.pkl and the small bookkeeping entries)."""
         entry = self.stored_entry(name)
-        return self.file.read(entry.data_offset, entry.compressed_size)
+        data = self.file.read(entry.data_offset, entry.compressed_size)
+        self._compare_crc(entry, zlib.crc32(data))
+        return data
+
+    def check_crc(self, entry: ZipEntry, progress: CrcProgress | None = None) -> None:
+        """Compute a stored entry's CRC-32 over the map (no copy) and compare it with the directory's."""
+        crc = 0
+        with memoryview(self.file.buffer) as view:
+            for start in range(entry.data_offset, entry.data_end, _CRC_CHUNK):
+                end = min(start + _CRC_CHUNK, entry.data_end)
+                with view[start:end] as chunk:
+                    crc = zlib.crc32(chunk, crc)
+                if progress is not None:
+                    progress(end - start)
+        self._compare_crc(entry, crc)
+
+    def check_small_entries(self, limit: int = SMALL_ENTRY_BYTES) -> int:
+        """check_crc for every stored entry of at most `limit` bytes; returns how many were checked."""
+        small = [e for e in self.entries.values() if e.is_stored and e.compressed_size <= limit]
+        for entry in small:
+            self.check_crc(entry)
+        return len(small)
+
+    def _compare_crc(self, entry: ZipEntry, crc: int) -> None:
+        if crc != entry.crc32:
+            raise ModelFileError(
+                self.path,
+                f"zip entry {entry.name!r} is corrupt: its {entry.compressed_size} bytes have CRC-32 "
+                f"{crc:08x}, the zip directory says {entry.crc32:08x} (a damaged copy or an incomplete "
+                f"download; compare the file's checksum with the source's)",
+            )
 
 
 def _read_directory_location(file: MmapFile) -> _Directory:
@@ -202,7 +248,7 @@ def _read_central_directory(file: MmapFile, directory: _Directory) -> list[ZipEn
                 f"zip central directory ends after {index} of {directory.entry_count} entries (corrupt archive)",
             )
         fields = _CENTRAL.unpack_from(file.buffer, position)
-        (sig, _made, _needed, flags, method, _time, _date, _crc, csize, usize, name_len, extra_len,
+        (sig, _made, _needed, flags, method, _time, _date, crc, csize, usize, name_len, extra_len,
          comment_len, _disk, _iattr, _eattr, header_offset) = fields
         if sig != _CENTRAL_SIG:
             raise ModelFileError(file.path, f"zip central directory entry {index} at byte {position} has a bad signature")
@@ -226,7 +272,7 @@ def _read_central_directory(file: MmapFile, directory: _Directory) -> list[ZipEn
                 f"before the central directory at byte {directory.offset} (file size {file.size}): "
                 f"the archive is truncated or corrupt",
             )
-        entries.append(ZipEntry(name, method, csize, usize, header_offset, data_offset))
+        entries.append(ZipEntry(name, method, csize, usize, header_offset, data_offset, crc))
         position = variable_end
     return entries
 
@@ -294,4 +340,4 @@ def _u32(file: MmapFile, offset: int) -> int:
     return struct.unpack_from("<I", file.buffer, offset)[0]
 
 
-__all__ = ["METHOD_STORED", "ZipArchive", "ZipEntry"]
+__all__ = ["METHOD_STORED", "SMALL_ENTRY_BYTES", "ZipArchive", "ZipEntry"]
