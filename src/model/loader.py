@@ -187,6 +187,15 @@ def check_weight_shapes(
 
 def weights_from_state_dict(tensors: dict[str, Tensor], args: ModelArgs, path: str | Path) -> ModelWeights:
     """Check names (missing / unexpected) and shapes, then arrange the tensors into ModelWeights."""
+    # Before building the table of expected names (9 per layer): a params.json that says 10^8 layers
+    # over a file of 20 tensors must cost nothing to refuse. Within this bound, the check below
+    # names the missing tensors.
+    if args.n_layers > len(tensors):
+        raise ModelFileError(
+            path,
+            f"params.json says n_layers = {args.n_layers}, which needs {args.n_layers * len(_LAYER_TENSORS)} layer "
+            f"tensors ({len(_LAYER_TENSORS)} per layer), but the checkpoint holds only {len(tensors)} tensors",
+        )
     expected = expected_shapes(args)
     # Without output.weight the classifier is the embedding table (tied weights, as in the small
     # Llama 3.2 models); ModelWeights then holds one tensor for both.
