@@ -8,7 +8,7 @@ tensor and the rule it breaks, while one found in Forward is only a ShapeError i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -103,7 +103,7 @@ def load_meta_model(
     GLogger.DebugPrintf("Meta model %s: %s", directory, args)
     tensors = load_torch_checkpoint(files["checkpoint"], progress, skip=IGNORED_KEYS)
     weights = weights_from_state_dict(tensors, args, files["checkpoint"])
-    _check_tokenizer_fits(tokenizer, args, files["tokenizer"])
+    args, weights = fit_tokenizer(tokenizer, args, weights, files["tokenizer"])
     return LoadedModel(args, weights, tokenizer, FORMAT_META, directory, files)
 
 
@@ -126,7 +126,7 @@ def load_llama2c(
             progress(done, len(named), name)
     check_weight_shapes(args, named, path, "the llama2.c header")
     tokenizer = _load_tokenizer(tokenizer_path, llama2c_vocab_size=args.vocab_size)
-    _check_tokenizer_fits(tokenizer, args, tokenizer_path)
+    args, weights = fit_tokenizer(tokenizer, args, weights, tokenizer_path)
     return LoadedModel(args, weights, tokenizer, FORMAT_LLAMA2C, path, {"model": path, "tokenizer": tokenizer_path})
 
 
@@ -137,13 +137,52 @@ def _load_tokenizer(path: Path, **options: Any) -> Any:
     return load_tokenizer(path, **options)
 
 
-def _check_tokenizer_fits(tokenizer: Any, args: ModelArgs, path: Path) -> None:
-    if tokenizer.vocab_size > args.vocab_size:
+# A model may have more embedding rows than its tokenizer has tokens when the rows were padded for
+# alignment (Qwen2: 151936 rows for 151646 tokens, Phi-3: 32064 for 32011). At most this fraction
+# of the rows may be such padding; more than that, the tokenizer belongs to another model.
+MAX_PADDING_FRACTION = 1 / 16
+
+
+def fit_tokenizer(
+    tokenizer: Any, args: ModelArgs, weights: ModelWeights, path: Path
+) -> tuple[ModelArgs, ModelWeights]:
+    """Check the tokenizer against the embedding; cut padding rows so every id is decodable.
+
+    A tokenizer with more tokens than the model has rows is refused: its extra ids have no
+    embedding. A model with a few more rows than the tokenizer has tokens is accepted, and its
+    classifier and embedding are cut (views, no copy) to the tokenizer's size: the padding rows
+    were never trained as outputs, no prompt can reach them as inputs, and a model that generated
+    one would produce an id that no tokenizer can decode (generation would die on it). So the
+    choice is made once here, and sampling and perplexity only ever see decodable ids.
+    """
+    tokens, rows = tokenizer.vocab_size, args.vocab_size
+    if tokens > rows:
         raise ModelFileError(
             path,
-            f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
-            f"{args.vocab_size} rows: this tokenizer does not belong to this model",
+            f"the tokenizer has {tokens} tokens but the model's embedding has only {rows} rows: "
+            f"this tokenizer does not belong to this model",
         )
+    if tokens == rows:
+        return args, weights
+    if rows - tokens > rows * MAX_PADDING_FRACTION:
+        raise ModelFileError(
+            path,
+            f"the tokenizer has {tokens} tokens but the model's embedding has {rows} rows: more than "
+            f"1/{round(1 / MAX_PADDING_FRACTION)} of the rows would be padding, so this tokenizer does not belong "
+            f"to this model",
+        )
+    GLogger.DebugPrintf(
+        "The model has %d embedding rows, the tokenizer %d tokens: the %d padding rows are cut from the classifier",
+        rows, tokens, rows - tokens,
+    )
+    embeddings = _first_rows(weights.tok_embeddings, tokens)
+    output = embeddings if weights.shared_classifier else _first_rows(weights.output, tokens)
+    return replace(args, vocab_size=tokens), replace(weights, tok_embeddings=embeddings, output=output)
+
+
+def _first_rows(tensor: Tensor, rows: int) -> Tensor:
+    """A view of the first `rows` rows (quantized storage is also one row of blocks per row)."""
+    return Tensor((rows, *tensor.shape[1:]), tensor.dtype, tensor.data[:rows], tensor.name)
 
 
 # ---- state dict -> ModelWeights -----------------------------------------------------------------
@@ -241,8 +280,10 @@ __all__ = [
     "FORMAT_META",
     "IGNORED_KEYS",
     "LoadedModel",
+    "MAX_PADDING_FRACTION",
     "check_weight_shapes",
     "expected_shapes",
+    "fit_tokenizer",
     "load_llama2c",
     "load_meta_model",
     "load_model",
