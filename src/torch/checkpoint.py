@@ -100,7 +100,6 @@ def load_torch_checkpoint(
     _check_pickle_size(archive, pickle_name)
     # data.pkl and the bookkeeping are CRC-checked as they are read; the small tensors here.
     checked = archive.check_small_entries(SMALL_ENTRY_BYTES)
-    GLogger.DebugPrintf("Checkpoint %s: CRC-32 of %d entries under %d bytes checked", path, checked, SMALL_ENTRY_BYTES)
     _check_byteorder(archive, prefix)
 
     storages: dict[str, StorageRef] = {}
@@ -115,7 +114,10 @@ def load_torch_checkpoint(
         tensors[name] = _map_tensor(file, name, record)
         if progress is not None:
             progress(done, len(records), name)
-    GLogger.DebugPrintf("Checkpoint %s: %d tensors over %d storages, no weight byte read", path, len(tensors), len(storages))
+    GLogger.DebugPrintf(
+        "Checkpoint %s: %d tensors over %d storages; CRC-32 checked for the %d entries of at most %d bytes, "
+        "no larger entry read", path, len(tensors), len(storages), checked, SMALL_ENTRY_BYTES,
+    )
     # The views keep the map alive; close() unmaps at once only when nothing was mapped.
     if not tensors:
         file.close()
