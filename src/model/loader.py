@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..common.errors import ModelFileError
+from ..common.files import describe_path
 from ..common.logger import GLogger
 from ..ml import Tensor, format_dims
 from ..torch.checkpoint import find_consolidated_checkpoint, load_torch_checkpoint
@@ -70,8 +71,11 @@ def load_model(
     `progress(done, total, name)` is called as tensors are mapped (for the CLI's progress bar).
     """
     path = Path(path)
-    if not path.exists():
+    problem = describe_path(path)
+    if problem == "not found":
         raise ModelFileError(path, "model path not found; expected a Meta model directory or a llama2.c .bin file")
+    if problem is not None and problem != "is a directory":
+        raise ModelFileError(path, f"model path {problem}; expected a Meta model directory or a llama2.c .bin file")
     if path.is_dir():
         return load_meta_model(path, tokenizer_path, progress)
     if path.suffix == ".pth":
@@ -94,8 +98,11 @@ def load_meta_model(
         "tokenizer": Path(tokenizer_path) if tokenizer_path is not None else directory / TOKENIZER_FILE,
     }
     for role, file in files.items():
-        if not file.is_file():
+        problem = describe_path(file)
+        if problem == "not found":
             raise ModelFileError(file, f"{role} file not found: expected {file.name} at {file}; {META_DOWNLOAD_HINT}")
+        if problem is not None:
+            raise ModelFileError(file, f"{role} file {problem}")
     find_consolidated_checkpoint(directory)  # refuses multi-file checkpoints with a clear message
     params = load_params(files["params"])
     tokenizer = _load_tokenizer(files["tokenizer"])
