@@ -164,7 +164,7 @@ def mutate_pickle(rng: random.Random, data: bytes) -> tuple[bytes, str]:
     elif kind == "int":
         ints = [i for i, s in enumerate(segments) if s[0] in _INT_OPS or s[0] in ("LONG1", "BINPUT", "BINGET", "LONG_BINPUT", "LONG_BINGET")]
         index = rng.choice(ints)
-        value = rng.choice([0, 1, 255, 65535, 2**31 - 1, -(2**31), 2**63, -(2**63), 10**40, rng.randrange(-9, 1 << 20)])
+        value = rng.choice([0, 1, 255, 65535, 2**31 - 1, -(2**31), 2**62, 2**63, -(2**63), 10**40, rng.randrange(-9, 1 << 20)])
         name = segments[index][0]
         if name in ("BINPUT", "BINGET"):
             parts[index] = parts[index][:1] + bytes([value & 0xFF])

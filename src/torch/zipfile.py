@@ -34,6 +34,7 @@ from typing import Callable
 
 from ..common.errors import ModelFileError
 from ..common.mmapfile import MmapFile
+from ..common.saferepr import short_repr
 
 METHOD_STORED = 0
 METHOD_NAMES = {0: "stored", 8: "deflate", 9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstd"}
@@ -108,7 +109,7 @@ class ZipArchive:
         self.entries: dict[str, ZipEntry] = {}
         for entry in _read_central_directory(file, directory):
             if entry.name in self.entries:
-                raise ModelFileError(self.path, f"zip entry {entry.name!r} appears twice in the central directory")
+                raise ModelFileError(self.path, f"zip entry {_shown(entry.name)} appears twice in the central directory")
             self.entries[entry.name] = entry
 
     def names(self) -> list[str]:
@@ -118,7 +119,7 @@ class ZipArchive:
         try:
             return self.entries[name]
         except KeyError:
-            raise ModelFileError(self.path, f"zip entry {name!r} is missing from the archive") from None
+            raise ModelFileError(self.path, f"zip entry {_shown(name)} is missing from the archive") from None
 
     def stored_entry(self, name: str) -> ZipEntry:
         """The entry, which must be stored: a compressed entry cannot be mapped as a tensor."""
@@ -126,7 +127,7 @@ class ZipArchive:
         if not entry.is_stored:
             raise ModelFileError(
                 self.path,
-                f"zip entry {name!r} is compressed ({entry.method_name}); torch.save stores entries "
+                f"zip entry {_shown(name)} is compressed ({entry.method_name}); torch.save stores entries "
                 f"uncompressed and only stored entries can be memory-mapped",
             )
         return entry
@@ -161,7 +162,7 @@ class ZipArchive:
         if crc != entry.crc32:
             raise ModelFileError(
                 self.path,
-                f"zip entry {entry.name!r} is corrupt: its {entry.compressed_size} bytes have CRC-32 "
+                f"zip entry {_shown(entry.name)} is corrupt: its {entry.compressed_size} bytes have CRC-32 "
                 f"{crc:08x}, the zip directory says {entry.crc32:08x} (a damaged copy or an incomplete "
                 f"download; compare the file's checksum with the source's)",
             )
@@ -257,18 +258,18 @@ def _read_central_directory(file: MmapFile, directory: _Directory) -> list[ZipEn
             raise ModelFileError(file.path, f"zip central directory entry {index} runs past the directory's end")
         name = _decode_name(file, file.buffer[position + _CENTRAL.size : position + _CENTRAL.size + name_len], flags)
         if flags & _FLAG_ENCRYPTED:
-            raise ModelFileError(file.path, f"zip entry {name!r} is encrypted")
+            raise ModelFileError(file.path, f"zip entry {_shown(name)} is encrypted")
         extra = file.buffer[position + _CENTRAL.size + name_len : position + _CENTRAL.size + name_len + extra_len]
         usize, csize, header_offset = _apply_zip64_extra(file, name, extra, usize, csize, header_offset)
         if method == METHOD_STORED and csize != usize:
             raise ModelFileError(
-                file.path, f"zip entry {name!r} is stored but its sizes differ ({csize} vs {usize} bytes)"
+                file.path, f"zip entry {_shown(name)} is stored but its sizes differ ({csize} vs {usize} bytes)"
             )
         data_offset = _local_data_offset(file, name, header_offset)
         if data_offset + csize > directory.offset:
             raise ModelFileError(
                 file.path,
-                f"zip entry {name!r} needs bytes [{data_offset}, {data_offset + csize}) but the entries must end "
+                f"zip entry {_shown(name)} needs bytes [{data_offset}, {data_offset + csize}) but the entries must end "
                 f"before the central directory at byte {directory.offset} (file size {file.size}): "
                 f"the archive is truncated or corrupt",
             )
@@ -298,30 +299,30 @@ def _apply_zip64_extra(
             for i, is_saturated in enumerate(needed):
                 if is_saturated:
                     if cursor + 8 > len(body):
-                        raise ModelFileError(file.path, f"zip entry {name!r}: ZIP64 extra field is too short")
+                        raise ModelFileError(file.path, f"zip entry {_shown(name)}: ZIP64 extra field is too short")
                     (values[i],) = struct.unpack_from("<Q", body, cursor)
                     cursor += 8
             return values[0], values[1], values[2]
         position += 4 + length
-    raise ModelFileError(file.path, f"zip entry {name!r} has 32-bit fields saturated but no ZIP64 extra field")
+    raise ModelFileError(file.path, f"zip entry {_shown(name)} has 32-bit fields saturated but no ZIP64 extra field")
 
 
 def _local_data_offset(file: MmapFile, name: str, header_offset: int) -> int:
     if header_offset + _LOCAL.size > file.size:
         raise ModelFileError(
             file.path,
-            f"zip entry {name!r}: local header at byte {header_offset} lies beyond the file end ({file.size} bytes)",
+            f"zip entry {_shown(name)}: local header at byte {header_offset} lies beyond the file end ({file.size} bytes)",
         )
     (sig, _ver, _flags, _method, _time, _date, _crc, _cs, _us, name_len, extra_len) = _LOCAL.unpack_from(
         file.buffer, header_offset
     )
     if sig != _LOCAL_SIG:
-        raise ModelFileError(file.path, f"zip entry {name!r}: no local file header at byte {header_offset}")
+        raise ModelFileError(file.path, f"zip entry {_shown(name)}: no local file header at byte {header_offset}")
     name_start = header_offset + _LOCAL.size
     local_name = file.buffer[name_start : name_start + name_len]
     if local_name not in (name.encode("utf-8"), name.encode("cp437", errors="replace")):
         raise ModelFileError(
-            file.path, f"zip entry {name!r}: its local header names {local_name!r} (corrupt archive)"
+            file.path, f"zip entry {_shown(name)}: its local header names {bytes(local_name[:100])!r} (corrupt archive)"
         )
     return name_start + name_len + extra_len
 
@@ -331,9 +332,14 @@ def _decode_name(file: MmapFile, raw: bytes, flags: int) -> str:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ModelFileError(file.path, f"zip entry name {raw!r} is flagged UTF-8 but is not") from None
+            raise ModelFileError(file.path, f"zip entry name {bytes(raw[:100])!r} is flagged UTF-8 but is not") from None
     # Names without the UTF-8 flag are officially cp437 (torch only writes ASCII names).
     return raw.decode("cp437")
+
+
+def _shown(name: str) -> str:
+    """An entry name for a message (a zip name may be 65535 bytes long)."""
+    return short_repr(name, 200)
 
 
 def _u32(file: MmapFile, offset: int) -> int:

@@ -203,3 +203,11 @@ def test_real_torch_pickles_stay_well_inside_the_limits(fixtures):
         assert isinstance(load_torch_checkpoint(fixtures / name)["f32.parameter"], object)
     record = unpickle(forge.PROTO2 + forge.rebuild_tensor(b"N", 0, (2,), (1,)) + forge.STOP, "f")
     assert isinstance(record, TensorRecord) and record.size == (2,)
+
+
+def test_empty_tensor_with_a_huge_dimension_is_a_clear_error(tmp_path):
+    # 0 elements, but numpy still refuses a shape whose extent overflows (found while fuzzing).
+    tensor = forge.rebuild_tensor(forge.float_storage_pid(forge.text("0"), 1), 0, (0, 1 << 62), (1 << 62, 1))
+    path = forge.write_checkpoint(tmp_path / "empty.pth", forge.state_dict([("w", tensor)]), {"0": b"\0" * 4})
+    with pytest.raises(ModelFileError, match=r"tensor 'w' of shape \[0 4611686018427387904\] is too large to describe"):
+        load_torch_checkpoint(path)
