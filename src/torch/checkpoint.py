@@ -276,8 +276,7 @@ def _map_tensor(file: MmapFile, name: str, record: TensorRecord) -> Tensor:
     if any(d < 0 for d in size) or offset < 0:
         raise ModelFileError(file.path, f"tensor {_quoted(name)}: negative size {format_dims(size)} or storage offset {offset}")
     numel = math.prod(size)
-    numpy_dtype, dtype = _STORAGE_NUMPY[stype.dtype]
-    if math.prod(max(d, 1) for d in size) * numpy_dtype.itemsize > INT64_MAX:
+    if math.prod(max(d, 1) for d in size) * stype.itemsize > INT64_MAX:
         # numpy refuses such a shape even with a zero dimension (its size check ignores the zero)
         raise ModelFileError(
             file.path, f"tensor {_quoted(name)} of shape {format_dims(size)} is too large to describe in memory"
@@ -294,6 +293,7 @@ def _map_tensor(file: MmapFile, name: str, record: TensorRecord) -> Tensor:
             f"tensor {_quoted(name)} of shape {format_dims(size)} needs elements [{offset}, {offset + numel}) of storage "
             f"{storage.key!r}, which has only {storage.numel} elements",
         )
+    numpy_dtype, dtype = _STORAGE_NUMPY[stype.dtype]
     start = storage.entry.data_offset + offset * numpy_dtype.itemsize
     if start % numpy_dtype.itemsize:
         # torch.save aligns every storage to 64 bytes; a misaligned array would push every kernel
