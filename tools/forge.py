@@ -112,10 +112,7 @@ def state_dict(items: list[tuple[str, bytes]]) -> bytes:
 def shared_tuple_graph(depth: int) -> bytes:
     """Pushes t(depth) where t0 = 0 and t(i+1) = (t(i), t(i)): `depth` memo entries, but
     hash / repr / == of it visit 2^depth leaves (Python caches no tuple hash)."""
-    out = b"K\x00" + put(0)
-    for level in range(1, depth + 1):
-        out += get(level - 1) + b"\x86" + put(level)
-    return out
+    return b"K\x00" + put(0) + b"".join(get(level - 1) + b"\x86" + put(level) for level in range(1, depth + 1))
 
 
 def shared_tuple_graph_key(depth: int = 60) -> bytes:
@@ -131,18 +128,14 @@ def deep_tuple_key(depth: int = 150_000) -> bytes:
 def doubling_list(levels: int = 40) -> bytes:
     """Pushes l(levels) where l0 = [] and l(i+1) = [l(i), l(i)]: repr of it is 2^levels long.
     (Each level stays on the stack below the next: the attack is done before STOP is reached.)"""
-    out = b"]" + put(0)
-    for level in range(1, levels + 1):
-        out += b"](" + get(level - 1) + get(level - 1) + b"e" + put(level)
-    return out
+    return b"]" + put(0) + b"".join(
+        b"](" + get(level - 1) + get(level - 1) + b"e" + put(level) for level in range(1, levels + 1)
+    )
 
 
 def deep_list(levels: int = 100_000) -> bytes:
     """Pushes [[[...[]...]]] nested `levels` deep, built inside out (repr recurses past the limit)."""
-    out = b"]" + put(0)
-    for level in range(1, levels + 1):
-        out += b"]" + get(level - 1) + b"a" + put(level)
-    return out
+    return b"]" + put(0) + b"".join(b"]" + get(level - 1) + b"a" + put(level) for level in range(1, levels + 1))
 
 
 __all__ = [
