@@ -6,8 +6,8 @@ crash. The VM checks every value it builds against these numbers *before* buildi
 file stops with a ModelFileError that names the limit, instead of hanging or crashing the process.
 
 The numbers leave a wide margin over what torch.save writes for any real model: a state dict costs
-about 15 VM objects, 10 memo entries and 150 pickle bytes per tensor, nests 5 levels deep, and
-Llama 3.1 405B has about 1,100 tensors.
+about 24 VM objects, 8 memo entries and 100 pickle bytes per tensor and nests 5 levels deep
+(measured on the fixtures and the default model), and Llama 3.1 405B has about 1,100 tensors.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ INT64_MAX = (1 << 63) - 1
 
 @dataclass(frozen=True)
 class Limits:
-    # data.pkl is read into memory whole; 64 MiB is 400,000 tensors' worth of pickle.
+    # data.pkl is read into memory whole; 64 MiB is over 600,000 tensors' worth of pickle.
     max_pickle_bytes: int = 64 << 20
     # Nesting of containers (tuple/list/dict and the tensor records built from them). A state dict
     # is 5 deep, a training checkpoint about 8; 64 stays far below the depth at which Python's own
     # repr / == / hash recurse out of the C stack.
     max_depth: int = 64
-    # Values pushed on the stack (every opcode pushes at most one): bounds the VM's memory to a few
-    # hundred MB, about 60,000 tensors' worth.
-    max_objects: int = 1_000_000
-    # Memo entries (BINPUT / MEMOIZE): torch memoizes about 10 values per tensor.
-    max_memo: int = 1_000_000
+    # Values pushed on the stack (every opcode pushes at most one): about 170,000 tensors' worth
+    # (a mixture-of-experts model holds tens of thousands), and at most a few hundred MB of VM memory.
+    max_objects: int = 4_000_000
+    # Memo entries (BINPUT / MEMOIZE): torch memoizes about 8 values per tensor.
+    max_memo: int = 4_000_000
     # Items in one tuple, list or dict: a state dict holds one item per tensor.
     max_container_items: int = 1_000_000
     # One string (BINUNICODE): tensor names are under 200 bytes; 1 MiB leaves room for any metadata.

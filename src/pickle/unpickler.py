@@ -37,7 +37,6 @@ HIGHEST_PROTOCOL = 5
 PersistentLoad = Callable[[Any], Any]
 
 
-_CONTAINERS = (tuple, list, dict)
 _MUTABLE = (list, dict)
 
 
@@ -61,7 +60,7 @@ class Unpickler:
             raise ModelFileError(
                 self.path,
                 f"the pickle is {len(data)} bytes, more than the limit of {limits.max_pickle_bytes} "
-                f"(a state dict needs about 150 bytes per tensor)",
+                f"(a state dict needs about 100 bytes per tensor)",
             )
         self.data = bytes(data)
         self.persistent_load = persistent_load

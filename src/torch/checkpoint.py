@@ -185,7 +185,7 @@ def _check_pickle_size(archive: ZipArchive, name: str) -> None:
         raise ModelFileError(
             archive.path,
             f"{name} is {size} bytes, more than the limit of {DEFAULT_LIMITS.max_pickle_bytes} for the pickle "
-            f"of a state dict (about 150 bytes per tensor)",
+            f"of a state dict (about 100 bytes per tensor)",
         )
 
 
