@@ -70,6 +70,9 @@ class FuzzFormat:
     prepare: Callable[[Path], Any]  # workdir -> seed material (raise Skip when files are missing)
     mutate: Callable[[random.Random, Any, Path], tuple[Path, str]]  # -> (input to load, description)
     load: Callable[[Path, Any], None]  # load and exercise; return, or raise LlamaError
+    # Run once on the unmutated seed before the cases, outside the per-case timer: compiles the
+    # kernels a forward pass needs (seconds on a busy machine), and checks the seed itself loads.
+    warm_up: Callable[[Any], None] | None = None
 
 
 # ---- generic byte mutations ----------------------------------------------------------------------
@@ -476,9 +479,11 @@ FORMATS: dict[str, FuzzFormat] = {
         FuzzFormat("zip", "the .pth archive's records: EOCD, ZIP64, central directory, local headers",
                    _prepare_zip, _mutate_zip, _load_zip),
         FuzzFormat("params", "params.json of two tiny Meta models: field overwrites, deletions, raw bytes",
-                   _prepare_params, _mutate_params, _load_model_dir),
+                   _prepare_params, _mutate_params, _load_model_dir,
+                   warm_up=lambda seeds: [_load_model_dir(directory, None) for directory, _ in seeds]),
         FuzzFormat("llama2c", "stories260K.bin: header ints, size, float values, bytes",
-                   _prepare_llama2c, _mutate_llama2c, _load_llama2c),
+                   _prepare_llama2c, _mutate_llama2c, _load_llama2c,
+                   warm_up=lambda seed: _load_llama2c(SHARED_REFS / "stories260K.bin", seed)),
         FuzzFormat("sentencepiece", "a SentencePiece tokenizer.model: bytes, protobuf header hot",
                    _prepare_sentencepiece, _mutate_tokenizer_bytes("tokenizer.model"), _load_tokenizer),
         FuzzFormat("llama2c-tokenizer", "tok512.bin: max_token_length, record lengths, scores, piece bytes",
@@ -577,6 +582,8 @@ def child_main(name: str, seed: int, start: int, stop: int, case_seconds: float)
         except Skip as reason:
             print(f"SKIP {reason}", flush=True)
             return
+        if fmt.warm_up is not None:
+            fmt.warm_up(material)  # an error here is the seed's own: the parent reports it
         for index in range(start, stop):
             print(f"START {index}", flush=True)
             signal.setitimer(signal.ITIMER_REAL, case_seconds)
