@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 from ..common.errors import ModelFileError
 from ..common.files import describe_path
+from ..common.saferepr import short_repr
 from ..common.logger import GLogger
 from ..ml import Tensor, format_dims
 from ..torch.checkpoint import find_consolidated_checkpoint, load_torch_checkpoint
@@ -278,7 +279,7 @@ def weights_from_state_dict(tensors: dict[str, Tensor], args: ModelArgs, path: s
 
 
 def _names(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
+    shown = ", ".join(short_repr(n, 200) for n in names[:limit])  # names come from the file
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 

@@ -169,7 +169,7 @@ def verify_checkpoint(path: str | Path, progress: VerifyProgress | None = None) 
 def _find_pickle(archive: ZipArchive) -> str:
     candidates = [n for n in archive.names() if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
     if len(candidates) != 1:
-        found = ", ".join(archive.names()[:8]) or "none"
+        found = ", ".join(short_repr(n, 100) for n in archive.names()[:8]) or "none"
         raise ModelFileError(
             archive.path,
             f"expected exactly one '<archive>/data.pkl' entry (a torch.save zip checkpoint), "
