@@ -17,8 +17,9 @@ import math
 import numpy as np
 
 from ..common import GLogger, SequenceLengthError, ShapeError
+from ..common.memory import check_allocation
 from ..ml import (
-
+    DT_BF16,
     DT_F32,
     DT_INT64,
     Embedding,
@@ -70,9 +71,35 @@ def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
     )
 
 
+def _check_model_memory(args: ModelArgs, weights: ModelWeights, mode: str) -> None:
+    """What building the model allocates, checked before it is: the bf16 copies of float32 weights
+    (bf16 mode), and the RoPE table for every position up to max_seq_len."""
+    if mode == "bf16":
+        converted = sum(
+            t.numel() * DT_BF16.itemsize
+            for _, t in weights.named_tensors()
+            if t.dtype is not DT_BF16 and not t.dtype.is_quantized
+        )
+        check_allocation(
+            "the bf16 copy of the float32 weights",
+            converted,
+            "bf16 compute rounds the file's float32 weights once, 2 bytes per weight",
+            "run in f32 mode, which uses the weights as stored",
+        )
+    entries = args.max_seq_len * (args.head_dim // 2)
+    # complex64 table (8 bytes) plus its float32 angle and magnitude temporaries (4 + 4 bytes)
+    check_allocation(
+        "the RoPE table freqs_cis",
+        entries * 16,
+        f"max_seq_len {args.max_seq_len} x head_dim/2 {args.head_dim // 2} complex64 entries, with temporaries",
+        "the model's max_seq_len is larger than this machine can hold",
+    )
+
+
 class LlamaTransformer:
     def __init__(self, args: ModelArgs, weights: ModelWeights, mode: str = "bf16") -> None:
         compute_dtype(mode)  # validates the mode name
+        _check_model_memory(args, weights, mode)
         self.args = args
         self.mode = mode
         self.dtype = compute_dtype(mode)
