@@ -3,8 +3,9 @@ every GGML block type.
 
 float16 -> float32 is exact. In kernels the 16 bits are reinterpreted as an LLVM `half` (a bitcast,
 no instruction) and widened with `fpext`, which LLVM compiles to the CPU's conversion instruction
-(F16C's vcvtph2ps on x86): one instruction per 8 or 16 values when the loop is vectorised, and the
-same value numpy's float16 -> float32 `astype` gives, subnormals, infinities and NaNs included.
+(F16C's vcvtph2ps on x86): 16 values at a time in the vector loops (simd.load_f16), the scale of a
+block straight into all 16 lanes (simd.splat_f16). The values are numpy's `astype` values, except that
+a signalling NaN comes back quieted, as the instruction does.
 
 An F16 matrix is treated like a bf16 one: the matrix-vector kernel reads each weight once as 16 bits
 and widens it in a register; the many-rows (prefill) path widens a block of rows to float32 and hands
@@ -33,12 +34,6 @@ def f16_to_f32(typingctx, bits):  # type: ignore[no-untyped-def]
         return builder.fpext(half, ir.FloatType())
 
     return sig, codegen
-
-
-@njit(inline="always", cache=True)
-def f16_from_bytes(row, offset):  # type: ignore[no-untyped-def]
-    """The little-endian float16 at bytes row[offset], row[offset + 1] of a uint8 row, as float32."""
-    return f16_to_f32(np.uint16(np.uint32(row[offset]) | (np.uint32(row[offset + 1]) << np.uint32(8))))
 
 
 # ---- dequantize: float16 rows -> float32 rows -------------------------------------------------------
@@ -99,4 +94,4 @@ def gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
             out[i, j] = _dot_row(x[i], w[j])
 
 
-__all__ = ["f16_to_f32", "f16_from_bytes"]
+__all__ = ["f16_to_f32"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 from numba import njit, prange
 
 from . import simd
-from .f16 import f16_from_bytes
 
 BLOCK_SIZE = 32
 BLOCK_BYTES = 20
@@ -26,8 +25,8 @@ BLOCK_BYTES = 20
 @njit(cache=True, inline="always")
 def _block_values(row, o):  # type: ignore[no-untyped-def]
     """The block at byte o of a uint8 row -> (values 0..15, values 16..31) as F32x16."""
-    d = f16_from_bytes(row, o)
-    m = f16_from_bytes(row, o + 2)
+    d = simd.splat_f16(row, o)
+    m = simd.splat_f16(row, o + 2)
     q = simd.load_u8(row, o + 4)
     return simd.to_f32(q & 15) * d + m, simd.to_f32(q >> 4) * d + m
 

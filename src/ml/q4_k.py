@@ -24,33 +24,37 @@ import numpy as np
 from numba import njit, prange
 
 from . import simd
-from .f16 import f16_from_bytes
 
 BLOCK_SIZE = 256
 BLOCK_BYTES = 144
 
 
 @njit(cache=True, inline="always")
-def _sub_block_scale_min(row, o, s):  # type: ignore[no-untyped-def]
-    """(d * sc[s], dmin * mn[s]) as float32 for sub-block s of the super-block at byte o."""
-    scales = o + 4
-    if s < 4:
-        sc = np.int32(row[scales + s]) & 63
-        mn = np.int32(row[scales + s + 4]) & 63
-    else:
-        sc = (np.int32(row[scales + s + 4]) & 15) | ((np.int32(row[scales + s - 4]) >> 6) << 4)
-        mn = (np.int32(row[scales + s + 4]) >> 4) | ((np.int32(row[scales + s]) >> 6) << 4)
-    return f16_from_bytes(row, o) * np.float32(sc), f16_from_bytes(row, o + 2) * np.float32(mn)
+def _group_values(row, o, g, h, sc_low, mn_low, sc_high, mn_high):  # type: ignore[no-untyped-def]
+    """Half h (16 bytes) of group g of the super-block at byte o, whose sub-blocks 2g and 2g + 1 have
+    the 6-bit scales and minimums given -> (values 64g + 16h + 0..15 of sub-block 2g, values
+    64g + 32 + 16h + 0..15 of sub-block 2g + 1) as F32x16."""
+    d = simd.splat_f16(row, o)
+    dmin = simd.splat_f16(row, o + 2)
+    q = simd.load_u8(row, o + 16 + 32 * g + 16 * h)
+    low = simd.to_f32(q & 15) * (d * np.float32(sc_low)) - dmin * np.float32(mn_low)
+    high = simd.to_f32(q >> 4) * (d * np.float32(sc_high)) - dmin * np.float32(mn_high)
+    return low, high
 
 
 @njit(cache=True, inline="always")
-def _group_values(row, o, g, h):  # type: ignore[no-untyped-def]
-    """Half h (16 bytes) of group g of the super-block at byte o -> (values 64g + 16h + 0..15 of
-    sub-block 2g, values 64g + 32 + 16h + 0..15 of sub-block 2g + 1) as F32x16."""
-    scale_low, min_low = _sub_block_scale_min(row, o, 2 * g)
-    scale_high, min_high = _sub_block_scale_min(row, o, 2 * g + 1)
-    q = simd.load_u8(row, o + 16 + 32 * g + 16 * h)
-    return simd.to_f32(q & 15) * scale_low - min_low, simd.to_f32(q >> 4) * scale_high - min_high
+def _first_scales(row, o, s):  # type: ignore[no-untyped-def]
+    """(sc[s], mn[s]) for s = 0..3: the low 6 bits of bytes S[s] and S[s + 4]."""
+    return np.int32(row[o + 4 + s]) & 63, np.int32(row[o + 8 + s]) & 63
+
+
+@njit(cache=True, inline="always")
+def _last_scales(row, o, s):  # type: ignore[no-untyped-def]
+    """(sc[s], mn[s]) for s = 4..7: 4 bits of S[s + 4] below the top 2 bits of S[s - 4] (S[s])."""
+    packed = np.int32(row[o + 8 + s])
+    sc = (packed & 15) | ((np.int32(row[o + s]) >> 6) << 4)
+    mn = (packed >> 4) | ((np.int32(row[o + 4 + s]) >> 6) << 4)
+    return sc, mn
 
 
 # ---- dequantize: rows of super-blocks -> float32 rows ----------------------------------------------
@@ -58,10 +62,23 @@ def _group_values(row, o, g, h):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, inline="always")
 def _dequantize_row(src, dst):  # type: ignore[no-untyped-def]
+    # groups 0-1 (sub-blocks 0-3) and 2-3 (sub-blocks 4-7) pack their scales differently; two loops
+    # keep the loop bodies free of branches
     for b in range(dst.size // BLOCK_SIZE):
-        for g in range(4):
+        o = b * BLOCK_BYTES
+        for g in range(2):
+            sc_low, mn_low = _first_scales(src, o, 2 * g)
+            sc_high, mn_high = _first_scales(src, o, 2 * g + 1)
             for h in range(2):
-                low, high = _group_values(src, b * BLOCK_BYTES, g, h)
+                low, high = _group_values(src, o, g, h, sc_low, mn_low, sc_high, mn_high)
+                start = b * BLOCK_SIZE + 64 * g + 16 * h
+                simd.store_f32(dst, start, low)
+                simd.store_f32(dst, start + 32, high)
+        for g in range(2, 4):
+            sc_low, mn_low = _last_scales(src, o, 2 * g)
+            sc_high, mn_high = _last_scales(src, o, 2 * g + 1)
+            for h in range(2):
+                low, high = _group_values(src, o, g, h, sc_low, mn_low, sc_high, mn_high)
                 start = b * BLOCK_SIZE + 64 * g + 16 * h
                 simd.store_f32(dst, start, low)
                 simd.store_f32(dst, start + 32, high)
@@ -88,9 +105,20 @@ def _dot_row(x, w):  # type: ignore[no-untyped-def]
     acc_low = simd.zeros()
     acc_high = simd.zeros()
     for b in range(x.size // BLOCK_SIZE):
-        for g in range(4):
+        o = b * BLOCK_BYTES
+        for g in range(2):
+            sc_low, mn_low = _first_scales(w, o, 2 * g)
+            sc_high, mn_high = _first_scales(w, o, 2 * g + 1)
             for h in range(2):
-                low, high = _group_values(w, b * BLOCK_BYTES, g, h)
+                low, high = _group_values(w, o, g, h, sc_low, mn_low, sc_high, mn_high)
+                start = b * BLOCK_SIZE + 64 * g + 16 * h
+                acc_low = simd.fma(low, simd.load_f32(x, start), acc_low)
+                acc_high = simd.fma(high, simd.load_f32(x, start + 32), acc_high)
+        for g in range(2, 4):
+            sc_low, mn_low = _last_scales(w, o, 2 * g)
+            sc_high, mn_high = _last_scales(w, o, 2 * g + 1)
+            for h in range(2):
+                low, high = _group_values(w, o, g, h, sc_low, mn_low, sc_high, mn_high)
                 start = b * BLOCK_SIZE + 64 * g + 16 * h
                 acc_low = simd.fma(low, simd.load_f32(x, start), acc_low)
                 acc_high = simd.fma(high, simd.load_f32(x, start + 32), acc_high)

@@ -26,7 +26,6 @@ import numpy as np
 from numba import njit, prange
 
 from . import simd
-from .f16 import f16_from_bytes
 
 BLOCK_SIZE = 256
 BLOCK_BYTES = 210
@@ -34,7 +33,7 @@ BLOCK_BYTES = 210
 
 @njit(cache=True, inline="always")
 def _scale(row, o, d, index):  # type: ignore[no-untyped-def]
-    """d * scales[index] (float32) for the super-block at byte o."""
+    """d * scales[index] in every lane (F32x16) for the super-block at byte o, given d in every lane."""
     return d * np.float32(np.int8(row[o + 192 + index]))
 
 
@@ -42,7 +41,7 @@ def _scale(row, o, d, index):  # type: ignore[no-untyped-def]
 def _quarter_values(row, o, h, l0):  # type: ignore[no-untyped-def]
     """Positions l = l0 .. l0 + 15 (l0 = 0 or 16) of half h of the super-block at byte o ->
     the four F32x16 of values 128h + l, 128h + 32 + l, 128h + 64 + l, 128h + 96 + l."""
-    d = f16_from_bytes(row, o + 208)
+    d = simd.splat_f16(row, o + 208)
     a = simd.load_u8(row, o + 64 * h + l0)
     b = simd.load_u8(row, o + 64 * h + 32 + l0)
     c = simd.load_u8(row, o + 128 + 32 * h + l0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from numba import njit, prange
 
 from . import simd
-from .f16 import f16_from_bytes
 
 BLOCK_SIZE = 32
 BLOCK_BYTES = 34
@@ -25,7 +24,7 @@ BLOCK_BYTES = 34
 @njit(cache=True, inline="always")
 def _block_values(row, o):  # type: ignore[no-untyped-def]
     """The block at byte o of a uint8 row -> (values 0..15, values 16..31) as F32x16."""
-    d = f16_from_bytes(row, o)
+    d = simd.splat_f16(row, o)
     return simd.to_f32(simd.load_i8(row, o + 2)) * d, simd.to_f32(simd.load_i8(row, o + 18)) * d
 
 

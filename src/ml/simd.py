@@ -167,6 +167,22 @@ def store_f32(typingctx, array, start, value):  # type: ignore[no-untyped-def]
     return types.none(array, start, value), codegen
 
 
+@intrinsic
+def splat_f16(typingctx, array, start):  # type: ignore[no-untyped-def]
+    """F32x16 with, in every lane, the little-endian float16 at bytes array[start], array[start + 1]
+    (a uint8 array: the scale of a block), widened exactly."""
+    if not _is_array(array, types.uint8) or not isinstance(start, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        bits = builder.load(builder.bitcast(pointer, ir.IntType(16).as_pointer()), align=1)
+        lanes = _splat(builder, bits, ir.VectorType(ir.IntType(16), LANES))
+        return builder.fpext(builder.bitcast(lanes, ir.VectorType(ir.HalfType(), LANES)), _VF32)
+
+    return F32x16(array, start), codegen
+
+
 # ---- conversions, fused multiply-add, horizontal sum ---------------------------------------------
 
 

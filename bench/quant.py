@@ -1,0 +1,197 @@
+"""Quantized and F16 matrix products against the machine's streaming-read bandwidth, in one run.
+
+    python -m bench.quant                   # every type, SmolLM2-135M's shapes and 4096 x 11008
+    python -m bench.quant --types Q4_1 Q8_0 --json
+
+Decode multiplies one activation row by every weight matrix, reading each weight once: a GEMV is
+memory-bound, so its figure of merit is bytes of blocks read per second, compared with a parallel
+streaming read of a 1 GiB float32 array measured in the same process (bench.decode's probe). Each
+matrix is timed *cold*, as in a real decode step where the whole model does not fit in the caches:
+the calls rotate over enough copies of the matrix (at least 256 MB) that every call reads its blocks
+from memory. The time per call is the whole op, `LinearTransformation(x, w)`, with its Python
+dispatch; `kernel_us` is the GEMV kernel alone on a warm (cache-resident) small matrix, and the
+difference is the fixed cost per call that a 135M model pays 211 times a token.
+
+Prefill multiplies many rows: `prefill_gflop_s` is LinearTransformation of 64 rows (dequantize a
+block of weight rows into a float32 scratch, then numpy's BLAS), next to BLAS on the float32 matrix.
+
+The machine is shared: the figures are ratios from one run, printed with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.decode import measure_bandwidth_gb_s
+from llamanuts import ml
+from llamanuts.ml import DataType, Tensor, quantized
+
+# (out, in) of y = x @ W^T: SmolLM2-135M's matrices (wq/wo, wk/wv, w1/w3, w2, the tied classifier)
+# and Llama 2 7B's FFN down projection.
+SMOLLM2_SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536), (49152, 576)]
+BIG_SHAPES = [(4096, 11008)]
+TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "F16"]
+COLD_BYTES = 256 << 20
+PREFILL_ROWS = 64
+
+
+def random_weights(name: str, rows: int, cols: int, rng: np.random.Generator) -> Tensor:
+    """Random blocks (random bytes with small float16 scales) or float16 values: speed does not
+    depend on the values, only on the bytes."""
+    dtype = DataType[name]
+    if dtype is DataType.F16:
+        return Tensor.from_numpy((0.05 * rng.standard_normal((rows, cols))).astype(np.float16))
+    data = rng.integers(0, 256, size=(rows, cols // dtype.block_size, dtype.block_bytes), dtype=np.uint8)
+    offsets = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q4_K": (0, 2), "Q6_K": (208,)}[name]
+    for offset in offsets:
+        scale = (0.001 * rng.standard_normal(data.shape[:2])).astype("<f2")
+        data[:, :, offset : offset + 2] = scale.view(np.uint8).reshape(*data.shape[:2], 2)
+    return Tensor([rows, cols], dtype, data.reshape(rows, -1))
+
+
+def _median_seconds(call: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_gemv_cold(name: str, rows: int, cols: int, rng: np.random.Generator) -> dict[str, Any]:
+    first = random_weights(name, rows, cols, rng)
+    copies = [first] + [Tensor(first.shape, first.dtype, first.data.copy()) for _ in range(max(1, COLD_BYTES // first.nbytes()) - 1)]
+    x = Tensor.from_numpy(rng.standard_normal((1, cols)).astype(np.float32))
+    for w in copies[:2]:
+        ml.LinearTransformation(x, w)  # compile / warm up
+    state = {"i": 0}
+
+    def call() -> None:
+        ml.LinearTransformation(x, copies[state["i"] % len(copies)])
+        state["i"] += 1
+
+    repeats = max(20, min(400, 3 * len(copies)))
+    seconds = _median_seconds(call, repeats)
+    return {"type": name, "shape": [rows, cols], "bytes": first.nbytes(), "us_per_call": seconds * 1e6, "gb_s": first.nbytes() / seconds / 1e9}
+
+
+def time_kernel_warm(name: str, rows: int, cols: int, rng: np.random.Generator) -> float:
+    """Microseconds per call of the GEMV kernel alone (no op dispatch) on a cache-resident matrix."""
+    w = random_weights(name, rows, cols, rng)
+    kernels = quantized.KERNELS[w.dtype]
+    w_rows = kernels.rows(w.data)
+    x = rng.standard_normal((1, cols)).astype(np.float32)
+    out = np.empty((1, rows), np.float32)
+    gemv = kernels.gemv_parallel if w_rows.nbytes >= quantized.PARALLEL_MIN_BYTES else kernels.gemv_serial
+    gemv(x, w_rows, out)
+    return _median_seconds(lambda: gemv(x, w_rows, out), 400) * 1e6
+
+
+def time_op_warm(name: str, rows: int, cols: int, rng: np.random.Generator) -> float:
+    w = random_weights(name, rows, cols, rng)
+    x = Tensor.from_numpy(rng.standard_normal((1, cols)).astype(np.float32))
+    ml.LinearTransformation(x, w)
+    return _median_seconds(lambda: ml.LinearTransformation(x, w), 400) * 1e6
+
+
+def time_prefill(name: str, rows: int, cols: int, rng: np.random.Generator) -> dict[str, Any]:
+    w = random_weights(name, rows, cols, rng)
+    x = Tensor.from_numpy(rng.standard_normal((PREFILL_ROWS, cols)).astype(np.float32))
+    w32 = ml.ToFloat32(w)
+    ml.LinearTransformation(x, w)
+    flops = 2.0 * PREFILL_ROWS * rows * cols
+    quant = _median_seconds(lambda: ml.LinearTransformation(x, w), 5)
+    blas = _median_seconds(lambda: ml.LinearTransformation(x, w32), 5)
+    return {"type": name, "shape": [rows, cols], "prefill_gflop_s": flops / quant / 1e9, "f32_blas_gflop_s": flops / blas / 1e9}
+
+
+def run(types: list[str], with_big: bool) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    load_before = os.getloadavg()
+    bandwidth = measure_bandwidth_gb_s()
+    gemv = []
+    for name in types:
+        step = DataType[name].block_size
+        for rows, cols in SMOLLM2_SHAPES + (BIG_SHAPES if with_big else []):
+            if cols % step:
+                continue  # K-quants need rows of whole 256-value super-blocks (576 is not)
+            result = time_gemv_cold(name, rows, cols, rng)
+            result["bandwidth_ratio"] = result["gb_s"] / bandwidth
+            gemv.append(result)
+            print(f"{name:5} {rows:6}x{cols:<6} {result['us_per_call']:9.1f} us  {result['gb_s']:6.2f} GB/s  {result['bandwidth_ratio']:.2f} of stream", file=sys.stderr, flush=True)
+    fixed = []
+    for name in types:
+        cols = 256 if DataType[name].block_size == 256 else 576
+        kernel_us = time_kernel_warm(name, 192, cols, rng)
+        op_us = time_op_warm(name, 192, cols, rng)
+        fixed.append({"type": name, "shape": [192, cols], "kernel_us": kernel_us, "op_us": op_us, "dispatch_us": op_us - kernel_us})
+    prefill = [time_prefill(name, *(BIG_SHAPES[0] if with_big else (1536, 576)), rng) for name in types]
+    bandwidth_after = measure_bandwidth_gb_s()
+    return {
+        "threads": ml.GetThreads(),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "bandwidth_gb_s": round(bandwidth, 2),
+        "bandwidth_gb_s_after": round(bandwidth_after, 2),
+        "gemv": gemv,
+        "fixed_cost": fixed,
+        "prefill": prefill,
+    }
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"streaming read {result['bandwidth_gb_s']} GB/s (after: {result['bandwidth_gb_s_after']}), "
+        f"{result['threads']} threads, load average {result['load_average_before']} -> {result['load_average_after']}"
+    )
+    table = Table(title="decode GEMV, one row of x, cold weights (LinearTransformation)")
+    for column in ("type", "shape", "MB", "us/call", "GB/s", "of stream"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for r in result["gemv"]:
+        table.add_row(r["type"], f"{r['shape'][0]}x{r['shape'][1]}", f"{r['bytes'] / 1e6:.2f}", f"{r['us_per_call']:.1f}", f"{r['gb_s']:.2f}", f"{r['bandwidth_ratio']:.2f}")
+    console.print(table)
+    table = Table(title="fixed cost per small call (192 rows, warm)")
+    for column in ("type", "shape", "kernel us", "op us", "dispatch us"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for r in result["fixed_cost"]:
+        table.add_row(r["type"], f"{r['shape'][0]}x{r['shape'][1]}", f"{r['kernel_us']:.1f}", f"{r['op_us']:.1f}", f"{r['dispatch_us']:.1f}")
+    console.print(table)
+    table = Table(title=f"prefill, {PREFILL_ROWS} rows: dequantize blocks + BLAS")
+    for column in ("type", "shape", "GFLOP/s", "f32 BLAS GFLOP/s", "ratio"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for r in result["prefill"]:
+        table.add_row(r["type"], f"{r['shape'][0]}x{r['shape'][1]}", f"{r['prefill_gflop_s']:.1f}", f"{r['f32_blas_gflop_s']:.1f}", f"{r['prefill_gflop_s'] / r['f32_blas_gflop_s']:.2f}")
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.quant", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--types", nargs="+", choices=TYPES, default=TYPES)
+    parser.add_argument("--no-big", action="store_true", help="skip the 4096 x 11008 matrix (SmolLM2's shapes only)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = parser.parse_args(argv)
+    if args.threads:
+        ml.SetThreads(args.threads)
+    result = run(args.types, not args.no_big)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_tables(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
