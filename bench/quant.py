@@ -90,7 +90,7 @@ def time_kernel_warm(name: str, rows: int, cols: int, rng: np.random.Generator) 
     w_rows = kernels.rows(w.data)
     x = rng.standard_normal((1, cols)).astype(np.float32)
     out = np.empty((1, rows), np.float32)
-    gemv = kernels.gemv_parallel if w_rows.nbytes >= quantized.PARALLEL_MIN_BYTES else kernels.gemv_serial
+    gemv = kernels.gemv_parallel if rows * cols >= quantized.PARALLEL_MIN_WEIGHTS else kernels.gemv_serial
     gemv(x, w_rows, out)
     return _median_seconds(lambda: gemv(x, w_rows, out), 400) * 1e6
 

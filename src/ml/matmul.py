@@ -25,6 +25,7 @@ from .dtype import DT_BF16, DT_F32
 from .quantized import BLOCK_DTYPES, linear as _linear_block_weights
 from .tensor import Tensor, format_dims
 
+_WEIGHT_DTYPES = (DT_F32, DT_BF16, *BLOCK_DTYPES)
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the fused kernel; more go through BLAS
 _PARALLEL_MIN_WEIGHTS = 1 << 20  # below ~2 MB of bf16 weights, waking the second thread costs more than it saves (110M: +11% decode)
 _WIDEN_BLOCK_BYTES = 32 << 20  # float32 bytes of weight rows widened at a time in the BLAS path
@@ -91,7 +92,7 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
     require_tensor("LinearTransformation", "x", x)
     require_tensor("LinearTransformation", "weights", w)
     require_dtype("LinearTransformation", x, (DT_F32, DT_BF16), "x")
-    require_dtype("LinearTransformation", w, (DT_F32, DT_BF16, *BLOCK_DTYPES), "weights")
+    require_dtype("LinearTransformation", w, _WEIGHT_DTYPES, "weights")
     if w.ndim != 2:
         raise ShapeError(f"LinearTransformation: weights must be 2-D [out, in], got shape {format_dims(w.shape)}")
     if x.ndim == 0 or x.shape[-1] != w.shape[1]:

@@ -26,7 +26,10 @@ from . import f16, q4_0, q4_1, q4_k, q6_k, q8_0
 from .dtype import DT_F16, DT_Q4_0, DT_Q4_1, DT_Q4_K, DT_Q6_K, DT_Q8_0, DataType
 
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the GEMV kernel; more dequantize blocks for BLAS
-PARALLEL_MIN_BYTES = 1 << 18  # a GEMV reading fewer weight bytes than this stays on one thread
+# A GEMV of fewer weights than this stays on one thread: waking the second (passive) OpenMP worker
+# costs more than it saves on small matrices; the bf16 GEMV's rule (matmul.py), measured there. A
+# quantized weight costs more arithmetic than a bf16 one, so the rule is in weights, not bytes.
+PARALLEL_MIN_WEIGHTS = 1 << 20
 _DEQUANTIZE_PARALLEL_MIN = 1 << 16  # float32 values below which dequantizing stays on one thread
 SCRATCH_BYTES = 8 << 20  # the float32 weight rows dequantized at a time in the BLAS path
 
@@ -43,6 +46,8 @@ class BlockKernels:
 
 
 def _byte_rows(data: np.ndarray) -> np.ndarray:
+    if data.ndim == 2:
+        return data  # a matrix already is its rows (the common case: every call of a decode step)
     return data.reshape(-1, data.shape[-1]) if data.ndim else data.reshape(1, -1)
 
 
@@ -113,18 +118,17 @@ def dequantize(dtype: DataType, data: np.ndarray) -> np.ndarray:
 
 
 def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
-    """x2 float32 [n, k] @ W^T for W [m, k] of a block dtype stored as `w_data` -> float32 [n, m].
-
-    The caller (LinearTransformation) has checked the dtypes and that W's rows hold k values."""
+    """x2 float32 [n, k] (C-contiguous) @ W^T for W [m, k] of a block dtype stored as `w_data` ->
+    float32 [n, m]. The caller (LinearTransformation) has checked the dtypes and that W's rows hold k
+    values; this runs on every matrix of every decode step, so it checks nothing more."""
     kernels = KERNELS[dtype]
     rows = kernels.rows(w_data)
-    x2 = np.ascontiguousarray(x2, dtype=np.float32)
     n, k = x2.shape
     m = rows.shape[0]
     if n <= GEMV_MAX_ROWS:
         out = np.empty((n, m), dtype=np.float32)
         if n:
-            gemv = kernels.gemv_parallel if rows.nbytes >= PARALLEL_MIN_BYTES else kernels.gemv_serial
+            gemv = kernels.gemv_parallel if m * k >= PARALLEL_MIN_WEIGHTS else kernels.gemv_serial
             gemv(x2, rows, out)
         return out
     # Blocks of weight rows produce blocks of output *columns*; the transposed product

@@ -65,7 +65,7 @@ def assert_product_close(got: np.ndarray, x: np.ndarray, w: np.ndarray, factor: 
 @pytest.fixture(params=["serial", "parallel"])
 def gemv_threads(request, monkeypatch):
     """Run the GEMV on one thread (threshold never reached) or on all (threshold 0)."""
-    monkeypatch.setattr(quantized_module, "PARALLEL_MIN_BYTES", 1 << 62 if request.param == "serial" else 0)
+    monkeypatch.setattr(quantized_module, "PARALLEL_MIN_WEIGHTS", 1 << 62 if request.param == "serial" else 0)
     return request.param
 
 
@@ -251,7 +251,7 @@ def test_linear_gemv_on_one_thread_and_on_all_threads_is_bit_identical(monkeypat
     rng = np.random.default_rng(90)
     w, _ = weights("Q4_1", rng, 300, 256)
     x = Tensor.from_numpy(rng.standard_normal((2, 256)).astype(np.float32))
-    monkeypatch.setattr(quantized_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(quantized_module, "PARALLEL_MIN_WEIGHTS", 0)
     before = ml.GetThreads()
     try:
         ml.SetThreads(1)
