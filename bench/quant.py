@@ -10,7 +10,9 @@ matrix is timed *cold*, as in a real decode step where the whole model does not 
 the calls rotate over enough copies of the matrix (at least 256 MB) that every call reads its blocks
 from memory. The time per call is the whole op, `LinearTransformation(x, w)`, with its Python
 dispatch; `kernel_us` is the GEMV kernel alone on a warm (cache-resident) small matrix, and the
-difference is the fixed cost per call that a 135M model pays 211 times a token.
+difference is the fixed cost per call that a 135M model pays 211 times a token. The kernels are also
+timed alone on one thread and on all, cold, to show where going parallel pays on this machine (the op
+goes parallel from quantized.PARALLEL_MIN_WEIGHTS weights).
 
 Prefill multiplies many rows: `prefill_gflop_s` is LinearTransformation of 64 rows (dequantize a
 block of weight rows into a float32 scratch, then numpy's BLAS), next to BLAS on the float32 matrix.
@@ -67,20 +69,43 @@ def _median_seconds(call: Callable[[], Any], repeats: int) -> float:
 
 
 def time_gemv_cold(name: str, rows: int, cols: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The op (which picks one or all threads by size) and each kernel alone, on cold weights."""
     first = random_weights(name, rows, cols, rng)
-    copies = [first] + [Tensor(first.shape, first.dtype, first.data.copy()) for _ in range(max(1, COLD_BYTES // first.nbytes()) - 1)]
+    count = max(2, COLD_BYTES // first.nbytes())
+    copies = [first] + [Tensor(first.shape, first.dtype, first.data.copy()) for _ in range(count - 1)]
+    kernels = quantized.KERNELS[first.dtype]
     x = Tensor.from_numpy(rng.standard_normal((1, cols)).astype(np.float32))
-    for w in copies[:2]:
-        ml.LinearTransformation(x, w)  # compile / warm up
-    state = {"i": 0}
-
-    def call() -> None:
-        ml.LinearTransformation(x, copies[state["i"] % len(copies)])
-        state["i"] += 1
-
-    repeats = max(20, min(400, 3 * len(copies)))
-    seconds = _median_seconds(call, repeats)
-    return {"type": name, "shape": [rows, cols], "bytes": first.nbytes(), "us_per_call": seconds * 1e6, "gb_s": first.nbytes() / seconds / 1e9}
+    out = np.empty((1, rows), np.float32)
+    repeats = max(20, min(400, 3 * count))
+    calls: dict[str, Callable[[Tensor], Any]] = {
+        "op": lambda w: ml.LinearTransformation(x, w),
+        "serial": lambda w: kernels.gemv_serial(x.data, kernels.rows(w.data), out),
+        "parallel": lambda w: kernels.gemv_parallel(x.data, kernels.rows(w.data), out),
+    }
+    for call in calls.values():
+        call(copies[0])  # compile / warm up
+    # interleaved, each call on the next copy: the three see the same load, and cold weights
+    times: dict[str, list[float]] = {label: [] for label in calls}
+    index = 1
+    for _ in range(repeats):
+        for label, call in calls.items():
+            w = copies[index % count]
+            index += 1
+            t0 = time.perf_counter()
+            call(w)
+            times[label].append(time.perf_counter() - t0)
+    op, serial, parallel = (statistics.median(times[label]) for label in calls)
+    nbytes = first.nbytes()
+    return {
+        "type": name,
+        "shape": [rows, cols],
+        "bytes": nbytes,
+        "us_per_call": op * 1e6,
+        "gb_s": nbytes / op / 1e9,
+        "serial_gb_s": nbytes / serial / 1e9,
+        "parallel_gb_s": nbytes / parallel / 1e9,
+        "parallel": rows * cols >= quantized.PARALLEL_MIN_WEIGHTS,
+    }
 
 
 def time_kernel_warm(name: str, rows: int, cols: int, rng: np.random.Generator) -> float:
@@ -102,15 +127,23 @@ def time_op_warm(name: str, rows: int, cols: int, rng: np.random.Generator) -> f
     return _median_seconds(lambda: ml.LinearTransformation(x, w), 400) * 1e6
 
 
-def time_prefill(name: str, rows: int, cols: int, rng: np.random.Generator) -> dict[str, Any]:
+def time_prefill(name: str, rows: int, cols: int, rng: np.random.Generator, repeats: int = 7) -> dict[str, Any]:
     w = random_weights(name, rows, cols, rng)
     x = Tensor.from_numpy(rng.standard_normal((PREFILL_ROWS, cols)).astype(np.float32))
     w32 = ml.ToFloat32(w)
     ml.LinearTransformation(x, w)
+    ml.LinearTransformation(x, w32)
     flops = 2.0 * PREFILL_ROWS * rows * cols
-    quant = _median_seconds(lambda: ml.LinearTransformation(x, w), 5)
-    blas = _median_seconds(lambda: ml.LinearTransformation(x, w32), 5)
-    return {"type": name, "shape": [rows, cols], "prefill_gflop_s": flops / quant / 1e9, "f32_blas_gflop_s": flops / blas / 1e9}
+    quant, blas = [], []
+    for _ in range(repeats):  # interleaved, so both see the same load
+        quant.append(_median_seconds(lambda: ml.LinearTransformation(x, w), 1))
+        blas.append(_median_seconds(lambda: ml.LinearTransformation(x, w32), 1))
+    return {
+        "type": name,
+        "shape": [rows, cols],
+        "prefill_gflop_s": flops / statistics.median(quant) / 1e9,
+        "f32_blas_gflop_s": flops / statistics.median(blas) / 1e9,
+    }
 
 
 def run(types: list[str], with_big: bool) -> dict[str, Any]:
@@ -126,7 +159,12 @@ def run(types: list[str], with_big: bool) -> dict[str, Any]:
             result = time_gemv_cold(name, rows, cols, rng)
             result["bandwidth_ratio"] = result["gb_s"] / bandwidth
             gemv.append(result)
-            print(f"{name:5} {rows:6}x{cols:<6} {result['us_per_call']:9.1f} us  {result['gb_s']:6.2f} GB/s  {result['bandwidth_ratio']:.2f} of stream", file=sys.stderr, flush=True)
+            print(
+                f"{name:5} {rows:6}x{cols:<6} {result['us_per_call']:9.1f} us  {result['gb_s']:6.2f} GB/s  "
+                f"{result['bandwidth_ratio']:.2f} of stream (1 thread {result['serial_gb_s']:.2f}, all {result['parallel_gb_s']:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
     fixed = []
     for name in types:
         cols = 256 if DataType[name].block_size == 256 else 576
@@ -156,11 +194,21 @@ def print_tables(result: dict[str, Any]) -> None:
         f"streaming read {result['bandwidth_gb_s']} GB/s (after: {result['bandwidth_gb_s_after']}), "
         f"{result['threads']} threads, load average {result['load_average_before']} -> {result['load_average_after']}"
     )
-    table = Table(title="decode GEMV, one row of x, cold weights (LinearTransformation)")
-    for column in ("type", "shape", "MB", "us/call", "GB/s", "of stream"):
+    table = Table(title="decode GEMV, one row of x, cold weights (LinearTransformation; kernels alone on 1 / all threads)")
+    for column in ("type", "shape", "MB", "us/call", "GB/s", "x stream", "threads", "1T GB/s", "all GB/s"):
         table.add_column(column, justify="left" if column == "type" else "right")
     for r in result["gemv"]:
-        table.add_row(r["type"], f"{r['shape'][0]}x{r['shape'][1]}", f"{r['bytes'] / 1e6:.2f}", f"{r['us_per_call']:.1f}", f"{r['gb_s']:.2f}", f"{r['bandwidth_ratio']:.2f}")
+        table.add_row(
+            r["type"],
+            f"{r['shape'][0]}x{r['shape'][1]}",
+            f"{r['bytes'] / 1e6:.2f}",
+            f"{r['us_per_call']:.1f}",
+            f"{r['gb_s']:.2f}",
+            f"{r['bandwidth_ratio']:.2f}",
+            "all" if r["parallel"] else "1",
+            f"{r['serial_gb_s']:.2f}",
+            f"{r['parallel_gb_s']:.2f}",
+        )
     console.print(table)
     table = Table(title="fixed cost per small call (192 rows, warm)")
     for column in ("type", "shape", "kernel us", "op us", "dispatch us"):
@@ -169,7 +217,7 @@ def print_tables(result: dict[str, Any]) -> None:
         table.add_row(r["type"], f"{r['shape'][0]}x{r['shape'][1]}", f"{r['kernel_us']:.1f}", f"{r['op_us']:.1f}", f"{r['dispatch_us']:.1f}")
     console.print(table)
     table = Table(title=f"prefill, {PREFILL_ROWS} rows: dequantize blocks + BLAS")
-    for column in ("type", "shape", "GFLOP/s", "f32 BLAS GFLOP/s", "ratio"):
+    for column in ("type", "shape", "GFLOP/s", "f32 BLAS", "ratio"):
         table.add_column(column, justify="left" if column == "type" else "right")
     for r in result["prefill"]:
         table.add_row(r["type"], f"{r['shape'][0]}x{r['shape'][1]}", f"{r['prefill_gflop_s']:.1f}", f"{r['f32_blas_gflop_s']:.1f}", f"{r['prefill_gflop_s'] / r['f32_blas_gflop_s']:.2f}")
