@@ -14,6 +14,12 @@ difference is the fixed cost per call that a 135M model pays 211 times a token. 
 timed alone on one thread and on all, cold, to show where going parallel pays on this machine (the op
 goes parallel from quantized.PARALLEL_MIN_WEIGHTS weights).
 
+The last table is one whole SmolLM2-135M-Instruct Q4_1 decode step's matrix products in order (30
+layers of 7 Q4_1 matrices and the 49152 x 576 Q8_0 classifier, random blocks), the model's 97 MB
+streaming through as in real decoding: on one thread, on all, and as configured. llama.cpp's
+llama-bench decodes this model at about 100 tokens/s on 2 threads of an Intel Xeon, everything
+included: 10 ms a token.
+
 Prefill multiplies many rows: `prefill_gflop_s` is LinearTransformation of 64 rows (dequantize a
 block of weight rows into a float32 scratch, then numpy's BLAS), next to BLAS on the float32 matrix.
 
@@ -41,6 +47,10 @@ from llamanuts.ml import DataType, Tensor, quantized
 SMOLLM2_SHAPES = [(576, 576), (192, 576), (1536, 576), (576, 1536), (49152, 576)]
 BIG_SHAPES = [(4096, 11008)]
 TYPES = ["Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K", "F16"]
+# one decode step of SmolLM2-135M-Instruct Q4_1: per layer wq, wk, wv, wo, w1, w3, w2 in Q4_1, then the
+# tied Q8_0 classifier; 97 MB of blocks, which llama.cpp's llama-bench reads about 100 times a second
+SMOLLM2_LAYER = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
+SMOLLM2_LAYERS = 30
 COLD_BYTES = 256 << 20
 PREFILL_ROWS = 64
 
@@ -146,6 +156,53 @@ def time_prefill(name: str, rows: int, cols: int, rng: np.random.Generator, repe
     }
 
 
+def time_smollm2_pass(rng: np.random.Generator, repeats: int = 15) -> dict[str, Any]:
+    """Every matrix product of one SmolLM2-135M decode step, in order, on random blocks of the real
+    types and shapes: the GEMV share of a token, with the whole model's bytes streaming through.
+
+    Two figures per setting: the wall time of a whole pass (median), and the sum over the 211 calls of
+    each call's median time. On a machine shared with busy processes a pass of 10-30 ms is often
+    preempted, which the first figure includes and the second mostly filters out."""
+    matrices = [random_weights("Q4_1", rows, cols, rng) for _ in range(SMOLLM2_LAYERS) for rows, cols in SMOLLM2_LAYER]
+    matrices.append(random_weights("Q8_0", 49152, 576, rng))
+    inputs = {cols: Tensor.from_numpy(rng.standard_normal((1, cols)).astype(np.float32)) for cols in (576, 1536)}
+    nbytes = sum(w.nbytes() for w in matrices)
+
+    def one_pass(call_times: list[list[float]]) -> float:
+        start = time.perf_counter()
+        for i, w in enumerate(matrices):
+            t0 = time.perf_counter()
+            ml.LinearTransformation(inputs[w.shape[1]], w)
+            call_times[i].append(time.perf_counter() - t0)
+        return time.perf_counter() - start
+
+    configured = quantized.PARALLEL_MIN_WEIGHTS
+    settings = {"as configured": configured, "all on 1 thread": 1 << 62, "all on all threads": 0}
+    passes: dict[str, list[float]] = {label: [] for label in settings}
+    calls: dict[str, list[list[float]]] = {label: [[] for _ in matrices] for label in settings}
+    try:
+        for threshold in settings.values():
+            quantized.PARALLEL_MIN_WEIGHTS = threshold
+            one_pass([[] for _ in matrices])  # compile / warm up
+        for _ in range(repeats):  # interleaved, so the three see the same load
+            for label, threshold in settings.items():
+                quantized.PARALLEL_MIN_WEIGHTS = threshold
+                passes[label].append(one_pass(calls[label]))
+    finally:
+        quantized.PARALLEL_MIN_WEIGHTS = configured
+    results: dict[str, Any] = {"bytes": nbytes}
+    for label in settings:
+        wall = statistics.median(passes[label])
+        per_call = sum(statistics.median(t) for t in calls[label])
+        results[label] = {
+            "pass_ms": wall * 1e3,
+            "sum_of_call_medians_ms": per_call * 1e3,
+            "gb_s": nbytes / per_call / 1e9,
+            "tok_s_bound": 1 / per_call,
+        }
+    return results
+
+
 def run(types: list[str], with_big: bool) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()
@@ -172,6 +229,10 @@ def run(types: list[str], with_big: bool) -> dict[str, Any]:
         op_us = time_op_warm(name, 192, cols, rng)
         fixed.append({"type": name, "shape": [192, cols], "kernel_us": kernel_us, "op_us": op_us, "dispatch_us": op_us - kernel_us})
     prefill = [time_prefill(name, *(BIG_SHAPES[0] if with_big else (1536, 576)), rng) for name in types]
+    smollm2 = time_smollm2_pass(rng)
+    for figures in smollm2.values():
+        if isinstance(figures, dict):
+            figures["bandwidth_ratio"] = figures["gb_s"] / bandwidth
     bandwidth_after = measure_bandwidth_gb_s()
     return {
         "threads": ml.GetThreads(),
@@ -182,6 +243,7 @@ def run(types: list[str], with_big: bool) -> dict[str, Any]:
         "gemv": gemv,
         "fixed_cost": fixed,
         "prefill": prefill,
+        "smollm2_decode_gemvs": smollm2,
     }
 
 
@@ -221,6 +283,21 @@ def print_tables(result: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column == "type" else "right")
     for r in result["prefill"]:
         table.add_row(r["type"], f"{r['shape'][0]}x{r['shape'][1]}", f"{r['prefill_gflop_s']:.1f}", f"{r['f32_blas_gflop_s']:.1f}", f"{r['prefill_gflop_s'] / r['f32_blas_gflop_s']:.2f}")
+    console.print(table)
+    smollm2 = result["smollm2_decode_gemvs"]
+    table = Table(title=f"SmolLM2-135M Q4_1 decode step: its 211 matrix products ({smollm2['bytes'] / 1e6:.1f} MB)")
+    for column in ("threads", "pass ms", "sum of call medians ms", "GB/s", "x stream", "tok/s if nothing else ran"):
+        table.add_column(column, justify="left" if column == "threads" else "right")
+    for label, r in smollm2.items():
+        if isinstance(r, dict):
+            table.add_row(
+                label,
+                f"{r['pass_ms']:.2f}",
+                f"{r['sum_of_call_medians_ms']:.2f}",
+                f"{r['gb_s']:.2f}",
+                f"{r['bandwidth_ratio']:.2f}",
+                f"{r['tok_s_bound']:.0f}",
+            )
     console.print(table)
 
 
