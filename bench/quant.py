@@ -83,7 +83,7 @@ def time_gemv_cold(name: str, rows: int, cols: int, rng: np.random.Generator) ->
     first = random_weights(name, rows, cols, rng)
     count = max(2, COLD_BYTES // first.nbytes())
     copies = [first] + [Tensor(first.shape, first.dtype, first.data.copy()) for _ in range(count - 1)]
-    kernels = quantized.KERNELS[first.dtype]
+    kernels = quantized.kernels_for(first.dtype)
     x = Tensor.from_numpy(rng.standard_normal((1, cols)).astype(np.float32))
     out = np.empty((1, rows), np.float32)
     repeats = max(20, min(400, 3 * count))
@@ -121,7 +121,7 @@ def time_gemv_cold(name: str, rows: int, cols: int, rng: np.random.Generator) ->
 def time_kernel_warm(name: str, rows: int, cols: int, rng: np.random.Generator) -> float:
     """Microseconds per call of the GEMV kernel alone (no op dispatch) on a cache-resident matrix."""
     w = random_weights(name, rows, cols, rng)
-    kernels = quantized.KERNELS[w.dtype]
+    kernels = quantized.kernels_for(w.dtype)
     w_rows = kernels.rows(w.data)
     x = rng.standard_normal((1, cols)).astype(np.float32)
     out = np.empty((1, rows), np.float32)

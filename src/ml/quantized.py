@@ -16,13 +16,13 @@ the dequantized model's product up to the order of the float32 sums.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from ..common.errors import DTypeError, ShapeError
-from . import f16, q4_0, q4_1, q4_k, q6_k, q8_0
 from .dtype import DT_F16, DT_Q4_0, DT_Q4_1, DT_Q4_K, DT_Q6_K, DT_Q8_0, DataType
 
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the GEMV kernel; more dequantize blocks for BLAS
@@ -55,32 +55,35 @@ def _f16_rows(data: np.ndarray) -> np.ndarray:
     return _byte_rows(data.view(np.uint16))
 
 
-def _kernels(module: object, rows: Callable[[np.ndarray], np.ndarray]) -> BlockKernels:
-    return BlockKernels(
-        module.dequantize_serial,  # type: ignore[attr-defined]
-        module.dequantize_parallel,  # type: ignore[attr-defined]
-        module.gemv_serial,  # type: ignore[attr-defined]
-        module.gemv_parallel,  # type: ignore[attr-defined]
-        rows,
-    )
-
-
-KERNELS: dict[DataType, BlockKernels] = {
-    DT_F16: _kernels(f16, _f16_rows),
-    DT_Q8_0: _kernels(q8_0, _byte_rows),
-    DT_Q4_0: _kernels(q4_0, _byte_rows),
-    DT_Q4_1: _kernels(q4_1, _byte_rows),
-    DT_Q4_K: _kernels(q4_k, _byte_rows),
-    DT_Q6_K: _kernels(q6_k, _byte_rows),
+# The kernels of a dtype are imported on its first use: a run on bf16 or float32 weights never loads
+# them (numba's set-up of some fifty functions costs tens of milliseconds at start-up).
+_MODULES: dict[DataType, str] = {
+    DT_F16: "f16",
+    DT_Q8_0: "q8_0",
+    DT_Q4_0: "q4_0",
+    DT_Q4_1: "q4_1",
+    DT_Q4_K: "q4_k",
+    DT_Q6_K: "q6_k",
 }
-BLOCK_DTYPES = tuple(KERNELS)  # the dtypes LinearTransformation and Embedding read through this file
+BLOCK_DTYPES = tuple(_MODULES)  # the dtypes LinearTransformation and Embedding read through this file
+_KERNELS: dict[DataType, BlockKernels] = {}
 
 
 def kernels_for(dtype: DataType) -> BlockKernels:
-    kernels = KERNELS.get(dtype)
+    """The kernels of a block dtype (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), imported on first use."""
+    kernels = _KERNELS.get(dtype)
     if kernels is None:
-        names = ", ".join(str(d) for d in KERNELS)
-        raise DTypeError(f"dequantize: {dtype} is not a block dtype (expected {names})")
+        if dtype not in _MODULES:
+            names = ", ".join(str(d) for d in _MODULES)
+            raise DTypeError(f"dequantize: {dtype} is not a block dtype (expected {names})")
+        module = importlib.import_module(f".{_MODULES[dtype]}", __package__)
+        kernels = _KERNELS[dtype] = BlockKernels(
+            module.dequantize_serial,
+            module.dequantize_parallel,
+            module.gemv_serial,
+            module.gemv_parallel,
+            _f16_rows if dtype is DT_F16 else _byte_rows,
+        )
     return kernels
 
 
@@ -121,7 +124,7 @@ def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
     """x2 float32 [n, k] (C-contiguous) @ W^T for W [m, k] of a block dtype stored as `w_data` ->
     float32 [n, m]. The caller (LinearTransformation) has checked the dtypes and that W's rows hold k
     values; this runs on every matrix of every decode step, so it checks nothing more."""
-    kernels = KERNELS[dtype]
+    kernels = _KERNELS.get(dtype) or kernels_for(dtype)
     rows = kernels.rows(w_data)
     n, k = x2.shape
     m = rows.shape[0]
@@ -145,4 +148,4 @@ def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out_t.T)
 
 
-__all__ = ["BLOCK_DTYPES", "BlockKernels", "KERNELS", "dequantize", "linear", "kernels_for"]
+__all__ = ["BLOCK_DTYPES", "BlockKernels", "dequantize", "linear", "kernels_for"]
