@@ -10,14 +10,24 @@ LLVM picks the instructions. Every operation is exact IEEE float32 / two's-compl
 arithmetic, lane by lane, except `fma` (fused when the CPU has FMA, which is allowed to change the
 last bit of a sum) and `hsum`, a fixed tree of additions.
 
-    v = load_u8(row, offset)        # 16 bytes, zero-extended -> I32x16
+    d = splat_f16(row, offset)      # a block's float16 scale, widened, in all 16 lanes
+    v = load_u8(row, offset + 2)    # 16 bytes, zero-extended -> I32x16
     lo = to_f32(v & 15)             # the low nibbles as float32
-    acc = fma(d * lo + m, load_f32(x, start), acc)
+    acc = fma(lo * d, load_f32(x, start), acc)
     total = hsum(acc)
 
 Loads read 16 consecutive elements of a 1-D contiguous array starting at an element index, without
 a bounds check (like numba's default indexing): the op that calls a kernel has validated every
 shape, so every load is inside its array.
+
+A block's scale goes straight from memory into all lanes (`splat_f16`: vpbroadcastw, then
+vcvtph2ps on the whole register) rather than through a scalar float16 -> float32 conversion: for a
+scalar, LLVM inserts the 16 bits into whichever vector register it likes (vpinsrw merges into the
+register's old contents), and when that register held an accumulator every block waited for the
+previous block's sum; the Q8_0 kernel ran at half speed.
+
+Numba caches compiled kernels beside their source files and does not notice when a function they use
+from another file changes: after editing this file, delete src/ml/__pycache__/*.nbi and *.nbc.
 """
 
 from __future__ import annotations
@@ -75,7 +85,7 @@ def _element_pointer(context, builder, array_type, array, index):  # type: ignor
 
 
 def _is_array(value, dtype) -> bool:  # type: ignore[no-untyped-def]
-    return isinstance(value, types.Array) and value.ndim == 1 and value.dtype == dtype and value.layout in "C"
+    return isinstance(value, types.Array) and value.ndim == 1 and value.dtype == dtype and value.layout == "C"
 
 
 # ---- construction and loads ---------------------------------------------------------------------
