@@ -44,13 +44,14 @@ def _group_values(row, o, g, h, sc_low, mn_low, sc_high, mn_high):  # type: igno
 
 @njit(cache=True, inline="always")
 def _first_scales(row, o, s):  # type: ignore[no-untyped-def]
-    """(sc[s], mn[s]) for s = 0..3: the low 6 bits of bytes S[s] and S[s + 4]."""
+    """(sc[s], mn[s]) for s = 0..3: the low 6 bits of S[s] and S[s + 4]. S[i] is byte o + 4 + i."""
     return np.int32(row[o + 4 + s]) & 63, np.int32(row[o + 8 + s]) & 63
 
 
 @njit(cache=True, inline="always")
 def _last_scales(row, o, s):  # type: ignore[no-untyped-def]
-    """(sc[s], mn[s]) for s = 4..7: 4 bits of S[s + 4] below the top 2 bits of S[s - 4] (S[s])."""
+    """(sc[s], mn[s]) for s = 4..7: a nibble of S[s + 4] (low for sc, high for mn) below the top 2
+    bits of S[s - 4] (for sc) or of S[s] (for mn). S[i] is byte o + 4 + i."""
     packed = np.int32(row[o + 8 + s])
     sc = (packed & 15) | ((np.int32(row[o + s]) >> 6) << 4)
     mn = (packed >> 4) | ((np.int32(row[o + 4 + s]) >> 6) << 4)
