@@ -20,6 +20,7 @@ from ..common import GLogger, SequenceLengthError, ShapeError
 from ..common.memory import check_allocation
 from ..ml import (
     DT_BF16,
+    DT_F16,
     DT_F32,
     DT_INT64,
     Embedding,
@@ -42,10 +43,15 @@ from .weights import LayerWeights, ModelWeights
 def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
     """bf16 mode needs bf16 weights (float32 files, such as llama2.c's, are rounded once: a copy).
     f32 mode keeps matrices as stored (bf16 is widened inside the kernels) and widens only the small
-    norm vectors, so element-wise multiplies see one dtype."""
+    norm vectors, so element-wise multiplies see one dtype. F16 and block-quantized matrices (GGUF
+    files) stay as stored in both modes: their kernels read the blocks with either activation dtype,
+    and rounding them to bf16 would change the model."""
     if mode == "bf16":
         convert = ToBFloat16
-        convert_matrix = ToBFloat16
+
+        def convert_matrix(t: Tensor) -> Tensor:
+            return t if t.dtype is DT_F16 or t.dtype.is_quantized else ToBFloat16(t)
+
     else:
         convert = ToFloat32
         convert_matrix = lambda t: t  # noqa: E731 - weights stay as stored
@@ -78,7 +84,7 @@ def _check_model_memory(args: ModelArgs, weights: ModelWeights, mode: str) -> No
         converted = sum(
             t.numel() * DT_BF16.itemsize
             for _, t in weights.named_tensors()
-            if t.dtype is not DT_BF16 and not t.dtype.is_quantized
+            if t.dtype is not DT_BF16 and t.dtype is not DT_F16 and not t.dtype.is_quantized
         )
         check_allocation(
             "the bf16 copy of the float32 weights",

@@ -14,14 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from ..common.errors import ModelFileError
 from ..common.files import describe_path
 from ..common.saferepr import short_repr
 from ..common.logger import GLogger
-from ..ml import DT_F32, Tensor, format_dims
-from ..ml.dtype import DT_F16
+from ..ml import Tensor, format_dims
 from ..safetensors import (
     CONFIG_FILE,
     hf_directory_files,
@@ -273,7 +270,7 @@ def load_hf_model(directory: str | Path, progress: Progress | None = None) -> Lo
     GLogger.DebugPrintf("Hugging Face model %s: %s", directory, args)
     checkpoint = load_safetensors_checkpoint(directory, progress)
     weights_path = checkpoint.index or checkpoint.files[0]
-    tensors = _widen_float16(meta_state_dict(checkpoint.tensors, args, tied, weights_path))
+    tensors = meta_state_dict(checkpoint.tensors, args, tied, weights_path)
     weights = weights_from_state_dict(
         tensors, args, weights_path, source="config.json", display=hf_name, rope_pairing=ROPE_HALVES
     )
@@ -286,19 +283,6 @@ def load_hf_model(directory: str | Path, progress: Progress | None = None) -> Lo
     tokenizer = _load_hf_tokenizer(directory)
     args, weights = fit_tokenizer(tokenizer, args, weights, files.get("tokenizer", directory))
     return LoadedModel(args, weights, tokenizer, FORMAT_HF, directory, files, chat_template=chat_template)
-
-
-def _widen_float16(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """float16 tensors -> float32 copies: the ops have no float16 kernels yet, so this is the one
-    case where loading copies weights (as for a float16 .pth). bf16 and float32 stay views."""
-    widened = {
-        name: Tensor(t.shape, DT_F32, t.data.astype(np.float32), t.name) if t.dtype is DT_F16 else t
-        for name, t in tensors.items()
-    }
-    count = sum(1 for t in tensors.values() if t.dtype is DT_F16)
-    if count:
-        GLogger.DebugPrintf("Widened %d float16 tensors to float32 (a copy: no float16 kernels)", count)
-    return widened
 
 
 def _load_hf_tokenizer(directory: Path) -> Any:
