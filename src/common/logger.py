@@ -22,17 +22,31 @@ the first four values (`.4g`, each 10 characters wide), then that row's mean and
 (`Tensor.numpy`); integer tensors show their first values only, complex ones (the rotary table) as
 real and imaginary parts. `DebugValues` writes lines meant only for that mode (the top next tokens,
 one head's attention weights); it is the same no-op as `DebugPrintf` otherwise.
+
+One debug log, one writer: `Init` takes an exclusive, non-blocking `flock` on the file before it
+empties it, and keeps it until `Close`. A second run pointed at the same file (four `--debug` runs
+started in one folder) is refused with DebugLogInUseError naming the process that holds it, rather
+than both truncating and interleaving one file. A lock rather than distinct file names, because the
+docs tell the reader to open `debug.log`: that name must mean the run they just started. The lock
+goes away with the process, however it ends, so a crashed run never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
-
+import os
 import time
 from datetime import datetime
 from typing import IO, Any, Callable
 
 import numpy as np
 from rich.console import Console
+
+from .errors import DebugLogInUseError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, the log is not locked
+    fcntl = None  # type: ignore[assignment]
 
 
 def _noop(*_args: Any, **_kwargs: Any) -> None:
@@ -127,7 +141,7 @@ class Logger:
             self.DebugSeparator = _noop
             self.DebugValues = _noop
             return
-        self._debug_file = open(debug_path, "w", encoding="utf-8", buffering=1 << 16)
+        self._debug_file = _open_locked(debug_path)
         self.debug_path = debug_path
         self._last = time.perf_counter()
         self.DebugPrintf = self._debug_printf
@@ -185,6 +199,42 @@ class Logger:
 
 
 GLogger = Logger()
+
+
+def _open_locked(path: str) -> IO[str]:
+    """Open `path` for writing, take its lock, and only then empty it (never another run's log)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                raise DebugLogInUseError(
+                    f"the debug log {path} is being written by another running process{holder}; wait for it "
+                    f"to finish, or give this run its own file with --debug-log"
+                ) from None
+        os.ftruncate(fd, 0)
+        return os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _lock_holder(fd: int) -> str:
+    """' (pid 1234)' from Linux's /proc/locks for the file open as `fd`, or '' when unknown."""
+    info = os.fstat(fd)
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 00:2f:1234567 0 EOF" ("->" marks a waiter)
+                if "->" not in fields and len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+                    return f" (pid {fields[4]})"
+    except OSError:
+        pass
+    return ""
 
 
 def debug_log_writable(path: str) -> str | None:

@@ -9,6 +9,12 @@ the reference fixtures. Otherwise, as llama2.c's `run.c` and Meta's `generate` d
     renormalise and draw one token with a seeded numpy Generator
 
 Same seed, same logits -> same token, so a seeded run is reproducible.
+
+Any temperature > 0 works, however small: the logits are shifted by their maximum *before* the
+division, in float64, so the largest becomes exactly 0 and every other one at most 0. A quotient
+too large for float64 is -inf and its probability exactly 0, which is the limit of softmax as the
+temperature goes to 0 (all mass on the argmax, split evenly between exact ties). No threshold
+turns small temperatures into greedy, so 1e-3 and 1e-40 are both what they say.
 """
 
 from __future__ import annotations
@@ -42,10 +48,16 @@ class SamplingArgs:
         return self.temperature == 0.0
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    """Numerically safe softmax of a 1-D float array (subtract the max before exp), in float64."""
-    shifted = x.astype(np.float64) - np.max(x)
-    e = np.exp(shifted)
+def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(x / temperature) of a 1-D float array, in float64, safe for any temperature > 0.
+
+    The max is subtracted first (see the module docstring), so no exp overflows and the sum is
+    at least 1; -inf from an overflowing division and exp's underflow to 0 are both exact limits.
+    """
+    x64 = x.astype(np.float64)
+    shifted = x64 - np.max(x64)
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(shifted / temperature)
     return e / e.sum()
 
 
@@ -72,6 +84,12 @@ class Sampler:
 
     def Sample(self, logits: np.ndarray) -> int:
         """The next token id for one row of logits [vocab] (float32)."""
+        peak = float(np.max(logits))
+        if not np.isfinite(peak):  # NaN anywhere, or +inf: no distribution to choose from
+            raise LlamaError(
+                f"the model's logits are not finite (maximum {peak}): the weights or the hyperparameters "
+                f"produce NaN or infinity, so no token can be chosen"
+            )
         if self.args.greedy:
             return int(np.argmax(logits))
         return self.sample_distribution(logits)
@@ -79,7 +97,7 @@ class Sampler:
     def candidates(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, renormalised probabilities) left after temperature, top-k and top-p."""
         order = descending_order(logits)
-        probs = softmax(logits / np.float32(self.args.temperature))[order]
+        probs = softmax(logits, self.args.temperature)[order]
         if self.args.top_k > 0:
             order, probs = order[: self.args.top_k], probs[: self.args.top_k]
             probs = probs / probs.sum()  # top-p measures mass within what top-k kept

@@ -6,7 +6,9 @@ LinearTransformation is where the time goes, so its kernels are chosen by shape 
   memory-bound, so reading 2 bytes per weight instead of 4 is the whole game;
 - many rows (prefill) and bf16 weights: widen a block of weight rows to float32 and hand the
   matrix-matrix product to numpy's BLAS, which is compute-bound and fast;
-- float32 weights (llama2.c files): numpy's BLAS directly.
+- float32 weights (llama2.c files): numpy's BLAS directly;
+- float16 and block-quantized weights (GGUF files): the same two paths, with kernels of their own
+  in quantized.py and one file per block type.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from ..common.errors import DTypeError, ShapeError
 from .bfloat16 import bf16_bits_to_float32, bf16_to_f32, float32_to_bf16_bits
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
+from .quantized import BLOCK_DTYPES, linear as _linear_block_weights
 from .tensor import Tensor, format_dims
 
+_WEIGHT_DTYPES = (DT_F32, DT_BF16, *BLOCK_DTYPES)
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the fused kernel; more go through BLAS
 _PARALLEL_MIN_WEIGHTS = 1 << 20  # below ~2 MB of bf16 weights, waking the second thread costs more than it saves (110M: +11% decode)
 _WIDEN_BLOCK_BYTES = 32 << 20  # float32 bytes of weight rows widened at a time in the BLAS path
@@ -81,12 +85,14 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
 
     Dtypes: F32 x F32 -> F32; BF16 x BF16 -> BF16 (accumulated in float32, rounded once);
     F32 x BF16 -> F32 (documented promotion for the f32 compute mode: the bf16 weights are widened
-    inside the kernel, never copied).
+    inside the kernel, never copied). F16 and block-quantized weights (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)
+    take either x: F32 -> F32, BF16 -> BF16 (accumulated in float32, rounded once); their kernels
+    read the stored blocks and never round a weight.
     """
     require_tensor("LinearTransformation", "x", x)
     require_tensor("LinearTransformation", "weights", w)
     require_dtype("LinearTransformation", x, (DT_F32, DT_BF16), "x")
-    require_dtype("LinearTransformation", w, (DT_F32, DT_BF16), "weights")
+    require_dtype("LinearTransformation", w, _WEIGHT_DTYPES, "weights")
     if w.ndim != 2:
         raise ShapeError(f"LinearTransformation: weights must be 2-D [out, in], got shape {format_dims(w.shape)}")
     if x.ndim == 0 or x.shape[-1] != w.shape[1]:
@@ -105,8 +111,10 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
         x2 = bf16_bits_to_float32(x2)
     if w.dtype is DT_BF16:
         out = _linear_bf16_weights(x2, w.data)
-    else:
+    elif w.dtype is DT_F32:
         out = x2 @ w.data.T
+    else:
+        out = _linear_block_weights(x2, w.dtype, w.data)
     out = out.reshape(*lead, w.shape[0])
     if x.dtype is DT_BF16:
         return Tensor.wrap(float32_to_bf16_bits(out), DT_BF16)

@@ -17,8 +17,10 @@ import math
 import numpy as np
 
 from ..common import GLogger, SequenceLengthError, ShapeError
+from ..common.memory import check_allocation
 from ..ml import (
-
+    DT_BF16,
+    DT_F16,
     DT_F32,
     DT_INT64,
     Embedding,
@@ -41,10 +43,15 @@ from .weights import LayerWeights, ModelWeights
 def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
     """bf16 mode needs bf16 weights (float32 files, such as llama2.c's, are rounded once: a copy).
     f32 mode keeps matrices as stored (bf16 is widened inside the kernels) and widens only the small
-    norm vectors, so element-wise multiplies see one dtype."""
+    norm vectors, so element-wise multiplies see one dtype. F16 and block-quantized matrices (GGUF
+    files) stay as stored in both modes: their kernels read the blocks with either activation dtype,
+    and rounding them to bf16 would change the model."""
     if mode == "bf16":
         convert = ToBFloat16
-        convert_matrix = ToBFloat16
+
+        def convert_matrix(t: Tensor) -> Tensor:
+            return t if t.dtype is DT_F16 or t.dtype.is_quantized else ToBFloat16(t)
+
     else:
         convert = ToFloat32
         convert_matrix = lambda t: t  # noqa: E731 - weights stay as stored
@@ -70,9 +77,35 @@ def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
     )
 
 
+def _check_model_memory(args: ModelArgs, weights: ModelWeights, mode: str) -> None:
+    """What building the model allocates, checked before it is: the bf16 copies of float32 weights
+    (bf16 mode), and the RoPE table for every position up to max_seq_len."""
+    if mode == "bf16":
+        converted = sum(
+            t.numel() * DT_BF16.itemsize
+            for _, t in weights.named_tensors()
+            if t.dtype is not DT_BF16 and t.dtype is not DT_F16 and not t.dtype.is_quantized
+        )
+        check_allocation(
+            "the bf16 copy of the float32 weights",
+            converted,
+            "bf16 compute rounds the file's float32 weights once, 2 bytes per weight",
+            "run in f32 mode, which uses the weights as stored",
+        )
+    entries = args.max_seq_len * (args.head_dim // 2)
+    # complex64 table (8 bytes) plus its float32 angle and magnitude temporaries (4 + 4 bytes)
+    check_allocation(
+        "the RoPE table freqs_cis",
+        entries * 16,
+        f"max_seq_len {args.max_seq_len} x head_dim/2 {args.head_dim // 2} complex64 entries, with temporaries",
+        "the model's max_seq_len is larger than this machine can hold",
+    )
+
+
 class LlamaTransformer:
     def __init__(self, args: ModelArgs, weights: ModelWeights, mode: str = "bf16") -> None:
         compute_dtype(mode)  # validates the mode name
+        _check_model_memory(args, weights, mode)
         self.args = args
         self.mode = mode
         self.dtype = compute_dtype(mode)

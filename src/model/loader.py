@@ -10,16 +10,15 @@ tensor and the rule it breaks, while one found in Forward is only a ShapeError i
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from ..common.errors import ModelFileError
+from ..common.files import describe_path
+from ..common.saferepr import short_repr
 from ..common.logger import GLogger
-from ..ml import DT_F32, Tensor, format_dims
-from ..ml.dtype import DT_F16
+from ..ml import Tensor, format_dims
 from ..safetensors import (
     CONFIG_FILE,
     hf_directory_files,
@@ -99,11 +98,12 @@ def load_model(
     `progress(done, total, name)` is called as tensors are mapped (for the CLI's progress bar).
     """
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(
-            path, "model path not found; expected a Meta or Hugging Face model directory, a llama2.c .bin file "
-            "or a .gguf file"
-        )
+    expected_what = "expected a Meta or Hugging Face model directory, a llama2.c .bin file or a .gguf file"
+    problem = describe_path(path)
+    if problem == "not found":
+        raise ModelFileError(path, f"model path not found; {expected_what}")
+    if problem is not None and problem != "is a directory":
+        raise ModelFileError(path, f"model path {problem}; {expected_what}")
     if path.is_file() and path.suffix == ".safetensors":
         path = path.parent
     if path.is_dir():
@@ -142,8 +142,11 @@ def load_meta_model(
         "tokenizer": Path(tokenizer_path) if tokenizer_path is not None else directory / TOKENIZER_FILE,
     }
     for role, file in files.items():
-        if not file.is_file():
+        problem = describe_path(file)
+        if problem == "not found":
             raise ModelFileError(file, f"{role} file not found: expected {file.name} at {file}; {META_DOWNLOAD_HINT}")
+        if problem is not None:
+            raise ModelFileError(file, f"{role} file {problem}")
     find_consolidated_checkpoint(directory)  # refuses multi-file checkpoints with a clear message
     params = load_params(files["params"])
     tokenizer = _load_tokenizer(files["tokenizer"])
@@ -151,7 +154,7 @@ def load_meta_model(
     GLogger.DebugPrintf("Meta model %s: %s", directory, args)
     tensors = load_torch_checkpoint(files["checkpoint"], progress, skip=IGNORED_KEYS)
     weights = weights_from_state_dict(tensors, args, files["checkpoint"])
-    _check_tokenizer_fits(tokenizer, args, files["tokenizer"])
+    args, weights = fit_tokenizer(tokenizer, args, weights, files["tokenizer"])
     return LoadedModel(args, weights, tokenizer, FORMAT_META, directory, files)
 
 
@@ -174,7 +177,7 @@ def load_llama2c(
             progress(done, len(named), name)
     check_weight_shapes(args, named, path, "the llama2.c header")
     tokenizer = _load_tokenizer(tokenizer_path, llama2c_vocab_size=args.vocab_size)
-    _check_tokenizer_fits(tokenizer, args, tokenizer_path)
+    args, weights = fit_tokenizer(tokenizer, args, weights, tokenizer_path)
     return LoadedModel(args, weights, tokenizer, FORMAT_LLAMA2C, path, {"model": path, "tokenizer": tokenizer_path})
 
 
@@ -194,7 +197,7 @@ def load_gguf(
         tokenizer = _load_tokenizer(files["tokenizer"])
     else:
         tokenizer = _gguf_tokenizer(gguf.metadata, path)
-    _check_tokenizer_fits(tokenizer, args, files.get("tokenizer", path))
+    args, weights = fit_tokenizer(tokenizer, args, weights, files.get("tokenizer", path))
     template = gguf.metadata.get("tokenizer.chat_template")
     return LoadedModel(
         args, weights, tokenizer, FORMAT_GGUF, path, files,
@@ -267,7 +270,7 @@ def load_hf_model(directory: str | Path, progress: Progress | None = None) -> Lo
     GLogger.DebugPrintf("Hugging Face model %s: %s", directory, args)
     checkpoint = load_safetensors_checkpoint(directory, progress)
     weights_path = checkpoint.index or checkpoint.files[0]
-    tensors = _widen_float16(meta_state_dict(checkpoint.tensors, args, tied, weights_path))
+    tensors = meta_state_dict(checkpoint.tensors, args, tied, weights_path)
     weights = weights_from_state_dict(
         tensors, args, weights_path, source="config.json", display=hf_name, rope_pairing=ROPE_HALVES
     )
@@ -278,21 +281,8 @@ def load_hf_model(directory: str | Path, progress: Progress | None = None) -> Lo
     )
     chat_template = read_chat_template(directory)
     tokenizer = _load_hf_tokenizer(directory)
-    _check_tokenizer_fits(tokenizer, args, files.get("tokenizer", directory))
+    args, weights = fit_tokenizer(tokenizer, args, weights, files.get("tokenizer", directory))
     return LoadedModel(args, weights, tokenizer, FORMAT_HF, directory, files, chat_template=chat_template)
-
-
-def _widen_float16(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """float16 tensors -> float32 copies: the ops have no float16 kernels yet, so this is the one
-    case where loading copies weights (as for a float16 .pth). bf16 and float32 stay views."""
-    widened = {
-        name: Tensor(t.shape, DT_F32, t.data.astype(np.float32), t.name) if t.dtype is DT_F16 else t
-        for name, t in tensors.items()
-    }
-    count = sum(1 for t in tensors.values() if t.dtype is DT_F16)
-    if count:
-        GLogger.DebugPrintf("Widened %d float16 tensors to float32 (a copy: no float16 kernels)", count)
-    return widened
 
 
 def _load_hf_tokenizer(directory: Path) -> Any:
@@ -313,13 +303,52 @@ def _load_tokenizer(path: Path, **options: Any) -> Any:
     return load_tokenizer(path, **options)
 
 
-def _check_tokenizer_fits(tokenizer: Any, args: ModelArgs, path: Path) -> None:
-    if tokenizer.vocab_size > args.vocab_size:
+# A model may have more embedding rows than its tokenizer has tokens when the rows were padded for
+# alignment (Qwen2: 151936 rows for 151646 tokens, Phi-3: 32064 for 32011). At most this fraction
+# of the rows may be such padding; more than that, the tokenizer belongs to another model.
+MAX_PADDING_FRACTION = 1 / 16
+
+
+def fit_tokenizer(
+    tokenizer: Any, args: ModelArgs, weights: ModelWeights, path: Path
+) -> tuple[ModelArgs, ModelWeights]:
+    """Check the tokenizer against the embedding; cut padding rows so every id is decodable.
+
+    A tokenizer with more tokens than the model has rows is refused: its extra ids have no
+    embedding. A model with a few more rows than the tokenizer has tokens is accepted, and its
+    classifier and embedding are cut (views, no copy) to the tokenizer's size: the padding rows
+    were never trained as outputs, no prompt can reach them as inputs, and a model that generated
+    one would produce an id that no tokenizer can decode (generation would die on it). So the
+    choice is made once here, and sampling and perplexity only ever see decodable ids.
+    """
+    tokens, rows = tokenizer.vocab_size, args.vocab_size
+    if tokens > rows:
         raise ModelFileError(
             path,
-            f"the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding has only "
-            f"{args.vocab_size} rows: this tokenizer does not belong to this model",
+            f"the tokenizer has {tokens} tokens but the model's embedding has only {rows} rows: "
+            f"this tokenizer does not belong to this model",
         )
+    if tokens == rows:
+        return args, weights
+    if rows - tokens > rows * MAX_PADDING_FRACTION:
+        raise ModelFileError(
+            path,
+            f"the tokenizer has {tokens} tokens but the model's embedding has {rows} rows: more than "
+            f"1/{round(1 / MAX_PADDING_FRACTION)} of the rows would be padding, so this tokenizer does not belong "
+            f"to this model",
+        )
+    GLogger.DebugPrintf(
+        "The model has %d embedding rows, the tokenizer %d tokens: the %d padding rows are cut from the classifier",
+        rows, tokens, rows - tokens,
+    )
+    embeddings = _first_rows(weights.tok_embeddings, tokens)
+    output = embeddings if weights.shared_classifier else _first_rows(weights.output, tokens)
+    return replace(args, vocab_size=tokens), replace(weights, tok_embeddings=embeddings, output=output)
+
+
+def _first_rows(tensor: Tensor, rows: int) -> Tensor:
+    """A view of the first `rows` rows (quantized storage is also one row of blocks per row)."""
+    return Tensor((rows, *tensor.shape[1:]), tensor.dtype, tensor.data[:rows], tensor.name)
 
 
 # ---- state dict -> ModelWeights -----------------------------------------------------------------
@@ -379,6 +408,15 @@ def weights_from_state_dict(
     """Check names (missing / unexpected) and shapes, then arrange the tensors (under Meta's names)
     into ModelWeights. `source` and `display` word the messages for the file's own format;
     `rope_pairing` is how the file's wq/wk rows pair RoPE's features (see rope.py)."""
+    # Before building the table of expected names (9 per layer): a params.json that says 10^8 layers
+    # over a file of 20 tensors must cost nothing to refuse. Within this bound, the check below
+    # names the missing tensors.
+    if args.n_layers > len(tensors):
+        raise ModelFileError(
+            path,
+            f"{source} says n_layers = {args.n_layers}, which needs {args.n_layers * len(_LAYER_TENSORS)} layer "
+            f"tensors ({len(_LAYER_TENSORS)} per layer), but the checkpoint holds only {len(tensors)} tensors",
+        )
     expected = expected_shapes(args)
     # Without output.weight the classifier is the embedding table (tied weights, as in the small
     # Llama 3.2 models); ModelWeights then holds one tensor for both.
@@ -416,7 +454,7 @@ def weights_from_state_dict(
 
 
 def _names(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
+    shown = ", ".join(short_repr(n, 200) for n in names[:limit])  # names come from the file
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
@@ -427,9 +465,11 @@ __all__ = [
     "FORMAT_META",
     "IGNORED_KEYS",
     "LoadedModel",
+    "MAX_PADDING_FRACTION",
     "MODEL_ALIASES",
     "check_weight_shapes",
     "expected_shapes",
+    "fit_tokenizer",
     "load_gguf",
     "load_hf_model",
     "load_llama2c",

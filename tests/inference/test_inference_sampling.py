@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,45 @@ def test_low_temperature_sharpens() -> None:
 def test_bad_arguments_raise_a_clear_error(args: SamplingArgs) -> None:
     with pytest.raises(LlamaError):
         Sampler(args)
+
+
+# ---- issue 13, item 15: tiny temperatures -------------------------------------------------------------
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324])
+def test_tiny_temperature_puts_all_mass_on_the_argmax_without_warnings(temperature: float) -> None:
+    # The limit of softmax(x / T) as T -> 0 is all mass on the maximum: the reference is that limit.
+    # Before, logits / float32(T) overflowed to inf, inf - inf gave NaN probabilities, numpy
+    # printed RuntimeWarnings and the token was drawn from NaN.
+    logits = random_logits(3)
+    sampler = Sampler(SamplingArgs(temperature=temperature, seed=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids, probs = sampler.candidates(logits)
+        tokens = {sampler.Sample(logits) for _ in range(20)}
+    assert np.isfinite(probs).all()
+    assert ids[0] == int(np.argmax(logits)) and probs[0] == 1.0 and probs[1:].sum() == 0.0
+    assert tokens == {int(np.argmax(logits))}
+
+
+def test_tiny_temperature_splits_the_mass_between_exact_ties() -> None:
+    logits = np.array([1.0, 7.0, 3.0, 7.0], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids, probs = Sampler(SamplingArgs(temperature=1e-40, seed=1)).candidates(logits)
+    assert sorted(ids[:2].tolist()) == [1, 3]
+    np.testing.assert_array_equal(probs[:2], [0.5, 0.5])
+
+
+def test_huge_temperature_is_uniform_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, probs = Sampler(SamplingArgs(temperature=1e300, seed=1)).candidates(random_logits(4))
+    np.testing.assert_allclose(probs, np.full(512, 1 / 512))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_logits_are_a_clear_error(bad: float) -> None:
+    logits = random_logits(5)
+    logits[7] = bad
+    for args in (SamplingArgs(), SamplingArgs(temperature=0.8, seed=1)):
+        with pytest.raises(LlamaError, match="logits are not finite"):
+            Sampler(args).Sample(logits)
