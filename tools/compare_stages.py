@@ -320,12 +320,17 @@ def plot(rows: list[Row], a: Run, b: Run, out: Path) -> None:
     plt.close(fig)
 
 
-def _shown(path: Path) -> str:
-    """A path as the reader typed it: relative to the repository when inside it."""
+def _shown(path: Path | str) -> str:
+    """A path as the reader typed it: relative to the repository when inside it, ~ for the home."""
     try:
         return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
+    except (ValueError, OSError):
+        return _home(str(path))
+
+
+def _home(text: str) -> str:
+    home = str(Path.home())
+    return text.replace(home + "/", "~/") if home not in ("/", "") else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     a, b = run(config_a, tokens), run(config_b, tokens)
     rows = compare_runs(a, b)
     layers = None if args.layers == "all" else {int(x) for x in args.layers.split(",") if x.strip()}
-    print(f"prompt: BOS + {args.prompt!r}, {len(tokens)} tokens {tokens}")
-    print(f"A: {config_a.label} ({a.mode}, {_shown(config_a.model)})")
-    print(f"B: {config_b.label} ({b.mode}, {_shown(config_b.model)})")
+    print(f"prompt: {args.prompt!r} as configuration A's tokenizer encodes it (with its BOS, if it adds one): {len(tokens)} tokens {tokens}")
+    print(f"A: {_home(config_a.label)} ({a.mode}, {_shown(config_a.model)})")
+    print(f"B: {_home(config_b.label)} ({b.mode}, {_shown(config_b.model)})")
     print(format_table(rows, layers))
     for side, r in (("A", a), ("B", b)):
         token, probability, piece = next_token(r, tokenizer)

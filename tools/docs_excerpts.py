@@ -77,7 +77,7 @@ EXCERPT_MARKER = re.compile(r"^<!--\s*excerpt:\s*(?P<path>\S+)\s*-->\s*$")
 DEBUGLOG_MARKER = re.compile(r"^<!--\s*debuglog(?:\s+(?P<run>[\w-]+))?\s*-->\s*$")
 COMMAND_MARKER = re.compile(r"^<!--\s*debug-command(?:\s+(?P<run>[\w-]+))?\s*-->\s*$")
 DEFAULT_RUN = "default"
-RUN_NEEDS = {"smollm2": ("smollm2", "transformers")}  # what each named run needs to be made
+RUN_NEEDS = {"smollm2": ("smollm2",)}  # what each named run needs to be made
 # <!-- output needs=smollm2: python -m tools.gguf_blocks --row 3 -->: the block is that command's stdout
 OUTPUT_MARKER = re.compile(r"^<!--\s*output(?P<options>(?:\s+\w+=\S+)*)\s*:\s*(?P<command>.+?)\s*-->\s*$")
 # <!-- try expect="of the world" needs=smollm2 -->: the block's commands print that text
