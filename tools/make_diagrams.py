@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Draw the stage diagrams of docs/ as SVG, with the shapes and the numbers of a real forward pass.
 
-    python tools/make_diagrams.py                          # models/kjv -> docs/figures/stage-*.svg
-    python tools/make_diagrams.py --model smollm2 --prompt "What is the capital of France?"
+    python tools/make_diagrams.py                          # models/kjv, "In the beginning"
+    python tools/make_diagrams.py --model smollm2 --chat --prompt "What is the capital of France?"
+                                                           # -> docs/figures/stage-*.svg (the committed ones)
 
 One forward pass over BOS + the prompt runs with `InferenceContext.recorder` on; every picture is
 drawn from what it recorded and from the model's own ModelArgs, so the shapes printed in a diagram
@@ -167,7 +168,8 @@ def shown_rows(n: int, limit: int = 6) -> list[int]:
 
 
 def footer(svg: Svg, r: Recorded, note: str) -> None:
-    svg.text(WIDTH / 2, svg.height - 10, f"{r.model_name}, {len(r.tokens)} prompt tokens; {note}", SMALL, "middle", fill=MUTED)
+    name = r.model_name.split(".")[0]  # SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct
+    svg.text(WIDTH / 2, svg.height - 10, f"{name}, {len(r.tokens)} tokens; {note}", SMALL, "middle", fill=MUTED)
 
 
 # ---- STAGE 04 ---------------------------------------------------------------------------------------
@@ -334,7 +336,13 @@ def kvcache_picture(r: Recorded) -> str:
     a = r.args
     n = len(r.tokens)
     steps = [("prefill", n, 0)] + [(f"decode {s}", 1, n + s - 1) for s in range(1, r.generated + 1)]
-    slots = min(n + r.generated + 2, 14)
+    last = n + r.generated  # one empty row after the last written one
+    if last + 1 <= 13:
+        rows: list[int | None] = list(range(last + 1))
+    else:  # a long prompt: its first and last rows, the gap marked
+        rows = [0, 1, 2, None] + list(range(n - 3, last + 1))
+    rows.append(-1)  # the "up to max_seq_len" row
+    slots = len(rows)
     svg = Svg(140 + 22 * slots + 40)
     svg.text(10, 24, f"STAGE 11: cache_k[layer] {shape_text((a.max_seq_len, a.n_kv_heads, a.head_dim))} over the forward passes", FONT + 1, weight="bold")
     col = 150
@@ -342,11 +350,13 @@ def kvcache_picture(r: Recorded) -> str:
         x0 = 40 + k * col
         svg.text(x0 + 45, 60, name, FONT, "middle", weight="bold")
         svg.text(x0 + 45, 78, f"startPos {start}, {count} row{'s' if count > 1 else ''}", SMALL, "middle", fill=MUTED)
-        for p in range(slots):
-            y = 92 + 22 * p
-            shown = p if p < slots - 1 else None
-            if shown is None:
+        for row, p in enumerate(rows):
+            y = 92 + 22 * row
+            if p == -1:
                 svg.text(x0 + 45, y + 15, f"⋮ up to {a.max_seq_len - 1}", SMALL, "middle", fill=MUTED)
+                continue
+            if p is None:
+                svg.text(x0 + 45, y + 15, "⋮", SMALL, "middle", fill=MUTED)
                 continue
             if start <= p < start + count:
                 fill = ACCENT  # written by this pass
@@ -428,7 +438,7 @@ def scores_values_picture(r: Recorded) -> str:
     cells(svg, x2, top, out[:, :cols], cell, cell, vscale)
     svg.text(x2, top - 10, f"output {shape_text((n, a.head_dim))}", SMALL)
     svg.text(x1, top + cell * max(n, t) + 18, f"first {cols} of {a.head_dim} features", SMALL, fill=MUTED)
-    footer(svg, r, f"weights: white 0 to red 1; values and output: ±{vscale:.3g}")
+    footer(svg, r, f"weights 0 (white) to 1 (red); values, output ±{vscale:.3g}")
     return svg.render("Stage 14: scores times values")
 
 
