@@ -174,3 +174,16 @@ def test_without_the_flag_the_log_has_no_values(tmp_path: Path) -> None:
     text = log.read_text(encoding="utf-8")
     assert "shape([" in text and "last row" not in text and "Top 5" not in text and "RMS of" not in text
     assert GLogger.DebugValues is _noop  # this process never switched it on
+
+
+def test_quantized_rows_are_summarised_from_their_dequantized_values() -> None:
+    """A Q8_0 tensor's summary is that of its last row as gguf-py (llama.cpp's Python) dequantizes it."""
+    gguf = pytest.importorskip("gguf", reason="gguf-py is the reference here")
+    from llamanuts.ml.dtype import DT_Q8_0
+
+    values = np.random.default_rng(3).standard_normal((3, 64)).astype(np.float32)
+    blocks = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q8_0)
+    expected = gguf.quants.dequantize(blocks, gguf.GGMLQuantizationType.Q8_0)[-1]
+    summary = summarize_values(Tensor((3, 64), DT_Q8_0, np.ascontiguousarray(blocks)))
+    assert _values(summary) == pytest.approx(expected[:4].tolist(), rel=1e-3, abs=1e-4)
+    assert float(SUMMARY.match(summary).group("mean")) == pytest.approx(statistics.fmean(expected.tolist()), rel=1e-3, abs=1e-4)
