@@ -66,10 +66,11 @@ class Logger:
         self.DebugSeparator = self._debug_separator
 
     def Close(self) -> None:
-        if self._debug_file is not None:
-            self._debug_file.flush()
-            self._debug_file.close()
-            self._debug_file = None
+        """Flush and close the debug log. A failing flush (disk full) raises OSError, but the file
+        is closed and forgotten all the same, so nothing retries the write at exit."""
+        file, self._debug_file = self._debug_file, None
+        if file is not None:
+            file.close()  # close() flushes first, and closes even when that flush fails
 
     def Flush(self) -> None:
         if self._debug_file is not None:
