@@ -282,9 +282,10 @@ def checkpoint(name: str) -> None:
     """For the tests of signal handling, which must not guess with sleeps when to send a signal:
     when LLAMANUTS_TEST_CHECKPOINTS names a file, append `name` to it as the program reaches this
     point; when LLAMANUTS_TEST_PAUSE is `name` (every time) or `name#k` (the k-th time only), wait
-    here for up to a minute, so that a signal sent once the file shows `name` lands in this phase.
-    The points: imports (the heavy imports have begun), load (a tensor was mapped), generate (a
-    generation starts), answer (its first text is printed). Costs one environment lookup otherwise."""
+    here for up to 30 s (or until the file LLAMANUTS_TEST_RESUME names exists), so that a signal
+    sent once the file shows `name` lands in this phase. The points: imports (the heavy imports have
+    begun), load (a tensor was mapped), generate (a generation starts), answer (its first text is
+    printed). Costs one environment lookup otherwise."""
     path = os.environ.get("LLAMANUTS_TEST_CHECKPOINTS")
     if not path:
         return
@@ -295,8 +296,11 @@ def checkpoint(name: str) -> None:
     if pause == name or pause == f"{name}#{hits}":
         import time
 
+        resume = os.environ.get("LLAMANUTS_TEST_RESUME")
         for _ in range(600):
-            time.sleep(0.1)
+            if resume and os.path.exists(resume):
+                break
+            time.sleep(0.05)
 
 
 # ---- the line editor -----------------------------------------------------------------------------
