@@ -198,7 +198,7 @@ def stdin_is_terminal() -> bool:
 def read_stdin_text(limit: int = MAX_TEXT_BYTES) -> str:
     """All of stdin (bounded), strictly UTF-8."""
     if sys.stdin is None:
-        raise InputProblem("standard input is closed: give the text as a flag or a file")
+        raise InputProblem("standard input is closed: give the text with -p/--prompt or -f/--file")
     data = sys.stdin.buffer.read(limit + 1)
     if len(data) > limit:
         raise InputProblem(f"standard input has more than the {limit:,} bytes this tool reads")
@@ -208,7 +208,7 @@ def read_stdin_text(limit: int = MAX_TEXT_BYTES) -> str:
 def stdin_lines(limit: int = MAX_TEXT_BYTES) -> Iterator[str]:
     """The lines of stdin, without their line ends, each strictly UTF-8 and bounded."""
     if sys.stdin is None:
-        raise InputProblem("standard input is closed")
+        raise InputProblem("standard input is closed: give the message with -p/--prompt or -f/--file")
     number = 0
     while True:
         data = sys.stdin.buffer.readline(limit + 1)

@@ -83,7 +83,8 @@ def install(tool: str) -> None:
 
 def add_cleanup(cleanup: Callable[[], None]) -> None:
     """Run `cleanup` (best effort, errors ignored) before an immediate exit."""
-    _state.cleanups.append(cleanup)
+    if cleanup not in _state.cleanups:
+        _state.cleanups.append(cleanup)
 
 
 @contextmanager

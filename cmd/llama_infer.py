@@ -539,8 +539,8 @@ def run_scriptable(flags: argparse.Namespace, ui: UI, model_path: Path, prompt: 
     session = make_session(flags, ui, model_path)
     chat = flags.chat or flags.system is not None
     if not chat:
-        text = prompt if prompt is not None else read_stdin_prompt()
-        result = generate_text(session, Request(text), sys.stdout, show_waiting=False)
+        assert prompt is not None  # main read it from stdin when no flag gave it
+        result = generate_text(session, Request(prompt), sys.stdout, show_waiting=False)
         return exit_code_for(result) or EXIT_OK
     warn_if_not_a_chat_model(session)
     from llamanuts.inference import Conversation
@@ -833,6 +833,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     scriptable = prompt is not None or not common.stdin_is_terminal()
     code = EXIT_OK
     try:
+        if scriptable and prompt is None and not (flags.chat or flags.system is not None):
+            prompt = read_stdin_prompt()  # the whole prompt, before the model is loaded
         GLogger.Init(debug=flags.debug, debug_path=flags.debug_log)
         interrupts.add_cleanup(GLogger.Close)
         code = run_scriptable(flags, ui, model_path, prompt) if scriptable else run_interactive(flags, ui, model_path)
