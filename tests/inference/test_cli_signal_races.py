@@ -16,7 +16,6 @@ tests hit the window as often as they can:
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys

@@ -19,7 +19,7 @@ from llamanuts.model import tokens_tensor
 from llamanuts.tokenizer import load_tokenizer
 
 from ..model.randommodel import random_model
-from .test_inference_engine import BOS, EOS, FakeTokenizer, ScriptedModel
+from .test_inference_engine import EOS, FakeTokenizer, ScriptedModel
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_TOKENIZER = REPO / "tests" / "fixtures" / "models" / "tiny-gqa" / "tokenizer.model"
