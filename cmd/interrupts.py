@@ -145,7 +145,8 @@ def exit_now(signum: int) -> None:
     except BaseException:  # noqa: BLE001 - e.g. a reentrant flush, a closed pipe
         pass
     word = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-    lead = "\n" if _isatty(2) else ""
+    # On a terminal: show the cursor again (a progress bar hides it while it runs) and start a new line.
+    lead = "\x1b[?25h\n" if _isatty(2) else ""
     try:
         os.write(2, f"{lead}{_state.tool}: {word}\n".encode())
     except OSError:
