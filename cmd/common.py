@@ -244,16 +244,20 @@ def silence_stdout() -> None:
         pass
 
 
-def output_failure(exc: OSError, debug_log: str | None = None) -> tuple[int, str]:
-    """(exit status, one-line message) for an OSError raised while writing output."""
+def output_failure(exc: OSError, debug_log: str | None = None, stdout: bool = True) -> tuple[int, str]:
+    """(exit status, one-line message) for an OSError raised while writing output: to standard
+    output when `stdout`, to the debug log when it was raised in the logger."""
     reason = exc.strerror or str(exc)
     if debug_log is not None and _raised_in_logger(exc):
         return EXIT_OUTPUT, f"cannot write the debug log {debug_log}: {reason}"
     if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
         silence_stdout()
         return EXIT_BROKEN_PIPE, "standard output was closed by the reader (broken pipe): stopped"
-    silence_stdout()
-    return EXIT_OUTPUT, f"cannot write to standard output: {reason}"
+    if stdout:
+        silence_stdout()
+        return EXIT_OUTPUT, f"cannot write to standard output: {reason}"
+    where = f" ({exc.filename})" if exc.filename else ""
+    return EXIT_OUTPUT, f"input/output error{where}: {reason}"
 
 
 def _raised_in_logger(exc: BaseException) -> bool:

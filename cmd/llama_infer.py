@@ -857,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if flags.verbose:
             ui.console.print_exception()
-        code, message = common.output_failure(exc, debug_log=flags.debug_log if flags.debug else None)
+        code, message = common.output_failure(exc, debug_log=flags.debug_log if flags.debug else None, stdout=False)
         ui.error(f"llama_infer: {message}")
     finally:
         try:
