@@ -34,6 +34,7 @@ goes away with the process, however it ends, so a crashed run never leaves a sta
 from __future__ import annotations
 
 import os
+import stat
 import time
 from datetime import datetime
 from typing import IO, Any, Callable
@@ -150,10 +151,11 @@ class Logger:
         self.DebugValues = self._debug_printf if values else _noop
 
     def Close(self) -> None:
-        if self._debug_file is not None:
-            self._debug_file.flush()
-            self._debug_file.close()
-            self._debug_file = None
+        """Flush and close the debug log. A failing flush (disk full) raises OSError, but the file
+        is closed and forgotten all the same, so nothing retries the write at exit."""
+        file, self._debug_file = self._debug_file, None
+        if file is not None:
+            file.close()  # close() flushes first, and closes even when that flush fails
 
     def Flush(self) -> None:
         if self._debug_file is not None:
@@ -214,7 +216,8 @@ def _open_locked(path: str) -> IO[str]:
                     f"the debug log {path} is being written by another running process{holder}; wait for it "
                     f"to finish, or give this run its own file with --debug-log"
                 ) from None
-        os.ftruncate(fd, 0)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)  # a device (/dev/null, /dev/full) has nothing to empty, and refuses it
         return os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16)
     except BaseException:
         os.close(fd)
