@@ -9,7 +9,8 @@ The template is the model's Jinja source (the GGUF key `tokenizer.chat_template`
 src/inference/prompt.py: JinjaChatTemplate in jinja2's sandbox. Turn 2's prompt is the whole
 dialog again (the system prompt, the first question, the model's answer, the new question); its
 first tokens are turn 1's prompt and the answer's tokens, whose keys and values a cache kept from
-turn 1 already holds, so only the rest needs a prefill. Chapter 11a quotes this output and the docs
+turn 1 already holds (all but the end-of-turn token, which was sampled but never fed back), so only
+the rest needs a prefill. Chapter 11a quotes this output and the docs
 check reruns it.
 """
 
@@ -57,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     print("  " + " ".join(f"[{p.text}]" if p.special else repr(p.text) for p in parts1))
     print(f"ids: {ids1}")
     answer_ids = tokenizer.encode(args.answer)
-    end = template.StopIds(tokenizer)
-    cache = ids1 + answer_ids + sorted(end)[:1]  # the model's answer, then its end-of-turn token
+    # The cache holds what went through Forward: the prompt and the answer's tokens, each fed back
+    # to predict the next. The end-of-turn token the model sampled last was never fed back.
+    cache = ids1 + answer_ids
     turn2 = turn1 + [ChatMessage("assistant", args.answer), ChatMessage("user", args.follow_up)]
     ids2 = encode_parts(tokenizer, template.Render(turn2))
     shared = common_prefix(cache, ids2)
     print(f"turn 2 prompt: {len(ids2)} tokens; the cache after turn 1 holds {len(cache)} "
-          f"(turn 1's prompt, the {len(answer_ids)} answer tokens, the end-of-turn token)")
+          f"(turn 1's prompt and the {len(answer_ids)} answer tokens; the end-of-turn token was never fed back)")
     print(f"longest common prefix: {shared} tokens, so turn 2 prefills {len(ids2) - shared} tokens from position {shared}")
     print(f"  cached    ...{cache[max(0, shared - 3):shared]} | {cache[shared:]}")
     print(f"  turn 2    ...{ids2[max(0, shared - 3):shared]} | {ids2[shared:]}")
