@@ -12,7 +12,8 @@ For each product x [n, k] @ w [m, k]^T with random bf16 weights it times, in the
 
 GFLOP/s counts 2 n m k. The machine is shared: each figure is the best of `--repeats` runs, and the
 CPU time of the process during that run is given as `cores` (2.0 = both cores were ours throughout),
-so a low figure from a loaded machine shows as such.
+so a low figure from a loaded machine shows as such; GFLOP per CPU-second is then the steadier
+figure of the kernel itself (for one thread, or two that both ran).
 """
 
 from __future__ import annotations
@@ -86,11 +87,13 @@ def run(rows: list[int], shapes: list[str], repeats: int, with_torch: bool) -> l
                         "gflop_s": round(flops / wall / 1e9, 1),
                         "weight_gb_s": round(2 * m * k / wall / 1e9, 1),
                         "cores": round(cpu / wall, 2),
+                        "gflop_per_cpu_s": round(flops / cpu / 1e9, 1) if cpu > 0 else None,
                     }
                 )
                 print(
                     f"{shape:>11} n={n:<3} {name:26s} {wall * 1e3:8.2f} ms {flops / wall / 1e9:7.1f} GFLOP/s "
-                    f"{2 * m * k / wall / 1e9:6.1f} GB/s of bf16 weights  cores {cpu / wall:.2f}",
+                    f"{2 * m * k / wall / 1e9:6.1f} GB/s of bf16 weights  cores {cpu / wall:.2f}  "
+                    f"{flops / max(cpu, 1e-9) / 1e9:6.1f} GFLOP per CPU-second",
                     file=sys.stderr,
                     flush=True,
                 )
