@@ -15,6 +15,9 @@ the handful of operations the bf16 matrix product needs. Each compiles to one or
                                         or a mask, then a bitcast)
     fma(acc, a, b)                    -> acc + a * b, fused, per lane
     reduce_sum(v)                     -> the float32 sum of the lanes
+    sum_lanes_4x4(a00, a01, ..., a33)  -> one 16-lane vector whose lane 4r+c is the sum of a_rc's
+                                        lanes: 16 sums in 45 shuffles and adds instead of 16 reductions
+    add_quarter_to_row(out, row, col, v, q) -> out[row, col:col+4] += lanes 4q..4q+3 of v
 
 `lanes` must be a compile-time constant (a module-level int): it decides the LLVM type. Loads are
 unaligned and unchecked: the caller guarantees `col + 2*lanes` (bf16) or `col + lanes` (f32) fits
@@ -209,7 +212,55 @@ def reduce_sum(typingctx, vector):  # type: ignore[no-untyped-def]
     return types.float32(vector), codegen
 
 
+def _shuffle_add(builder, a, b, first, second):  # type: ignore[no-untyped-def]
+    """shuffle(a, b, first) + shuffle(a, b, second): pick lanes of the pair, add them lane by lane."""
+    pick = lambda mask: builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, len(mask)), mask))  # noqa: E731
+    return builder.fadd(pick(first), pick(second), flags=("fast",))
+
+
+@intrinsic
+def sum_lanes_4x4(typingctx, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33):  # type: ignore[no-untyped-def]
+    vectors = (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
+    if not all(v == VectorF32(16) for v in vectors):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        # Each level adds the two halves of every group of lanes, and packs two vectors into one.
+        # 1: (a_r0, a_r1) -> [8 partials of a_r0 | 8 of a_r1]; the same for (a_r2, a_r3)
+        lo8, hi8 = list(range(0, 8)) + list(range(16, 24)), list(range(8, 16)) + list(range(24, 32))
+        c = [_shuffle_add(builder, args[i], args[i + 1], lo8, hi8) for i in range(0, 16, 2)]
+        # 2: -> per row r: [4 partials of column 0 | of 1 | of 2 | of 3]
+        lo4 = [g + i for g in (0, 8, 16, 24) for i in range(4)]
+        d = [_shuffle_add(builder, c[2 * r], c[2 * r + 1], lo4, [v + 4 for v in lo4]) for r in range(4)]
+        # 3: rows (0, 1) and (2, 3) -> 2 partials per (row, column)
+        lo2 = [g + i for g in range(0, 32, 4) for i in range(2)]
+        hi2 = [v + 2 for v in lo2]
+        e = [_shuffle_add(builder, d[0], d[1], lo2, hi2), _shuffle_add(builder, d[2], d[3], lo2, hi2)]
+        # 4: -> lane 4r + c = the whole sum of a_rc
+        return _shuffle_add(builder, e[0], e[1], list(range(0, 32, 2)), list(range(1, 32, 2)))
+
+    return VectorF32(16)(*vectors), codegen
+
+
+@intrinsic
+def add_quarter_to_row(typingctx, array, row, col, vector, quarter):  # type: ignore[no-untyped-def]
+    if not (_is_2d(array, types.float32) and vector == VectorF32(16) and isinstance(quarter, types.IntegerLiteral)):
+        return None
+    q = int(quarter.literal_value)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1], args[2])
+        pointer = builder.bitcast(pointer, ir.VectorType(_F32, 4).as_pointer())
+        part = builder.shuffle_vector(args[3], args[3], ir.Constant(ir.VectorType(_I32, 4), [4 * q + i for i in range(4)]))
+        builder.store(builder.fadd(builder.load(pointer, align=4), part), pointer, align=4)
+        return context.get_dummy_value()
+
+    return types.none(array, row, col, vector, quarter), codegen
+
+
 __all__ = [
+    "add_quarter_to_row",
+    "sum_lanes_4x4",
     "VectorBF16Pairs",
     "VectorF32",
     "dot_bf16_pairs",
