@@ -5,7 +5,7 @@ then serves n multiply-adds, so for n above a few rows the arithmetic, not the r
 (chapter 18). The kernels here read every weight exactly once per call, straight from the bf16
 checkpoint (2 bytes each, usually a memory-mapped file), and keep the work in registers:
 
-- a *tile* is 4 rows of x by 4 rows of w (or 4 by 2): its 16 (or 8) dot products advance together
+- a *tile* is 4 rows of x by 4 rows of w (4 by 2 for AVX2): its 16 (8) dot products advance together
   over a stretch of k, each in a vector of float32 partial sums held in a register, so every vector
   of weights loaded is used against 4 rows of x and every vector of x against 4 rows of w;
 - a tile of weight rows stays in the level-1 cache while all the tiles of x go past it, so memory
@@ -89,6 +89,9 @@ _FEATURES = target_cpu_features()
 HAS_AVX512_BF16 = "avx512bf16" in _FEATURES
 # Vector width of the fma kernel: 16 float32 in an AVX-512 register, 8 in an AVX2 (or NEON pair).
 _FMA_LANES = 16 if "avx512f" in _FEATURES else 8
+# Rows of w per fma tile: 4 x 4 accumulators fill 16 of AVX-512's 32 registers; with AVX2's 16, a
+# 4 x 4 tile would spill to memory (measured 20% slower), so 4 x 2 there.
+_FMA_COLS = 4 if _FMA_LANES == 16 else 2
 
 
 def select_kernel(x_dtype: np.dtype, requested: str | None = None) -> str:
@@ -130,6 +133,25 @@ def _store_row4(out, i, j, nc, a0, a1, a2, a3):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _store_tile4x4(out, i, nr, j, nc, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33):  # type: ignore[no-untyped-def]
+    """out[i + r, j + c] += the sum of the lanes of a_rc, for r < nr and c < nc (16-lane vectors)."""
+    if nr == 4 and nc == 4:  # a whole tile: 16 sums in one vector, added to out 4 at a time
+        sums = sum_lanes_4x4(a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
+        add_quarter_to_row(out, i, j, sums, 0)
+        add_quarter_to_row(out, i + 1, j, sums, 1)
+        add_quarter_to_row(out, i + 2, j, sums, 2)
+        add_quarter_to_row(out, i + 3, j, sums, 3)
+        return
+    _store_row4(out, i, j, nc, a00, a01, a02, a03)
+    if nr > 1:
+        _store_row4(out, i + 1, j, nc, a10, a11, a12, a13)
+    if nr > 2:
+        _store_row4(out, i + 2, j, nc, a20, a21, a22, a23)
+    if nr > 3:
+        _store_row4(out, i + 3, j, nc, a30, a31, a32, a33)
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _tile_dpbf16(x, i, nr, w, j, nc, k0, k1, out):  # type: ignore[no-untyped-def]
     """out[i:i+nr, j:j+nc] += x[i:i+nr, k0:k1] @ w[j:j+nc, k0:k1]^T, nr and nc at most 4.
 
@@ -159,20 +181,7 @@ def _tile_dpbf16(x, i, nr, w, j, nc, k0, k1, out):  # type: ignore[no-untyped-de
         p = load_bf16_pairs(x, x3, t, L)
         a30 = dot_bf16_pairs(a30, p, b0); a31 = dot_bf16_pairs(a31, p, b1)  # noqa: E702
         a32 = dot_bf16_pairs(a32, p, b2); a33 = dot_bf16_pairs(a33, p, b3)  # noqa: E702
-    if nr == 4 and nc == 4:  # a whole tile: 16 sums in one vector, added to out 4 at a time
-        sums = sum_lanes_4x4(a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
-        add_quarter_to_row(out, i, j, sums, 0)
-        add_quarter_to_row(out, i + 1, j, sums, 1)
-        add_quarter_to_row(out, i + 2, j, sums, 2)
-        add_quarter_to_row(out, i + 3, j, sums, 3)
-        return
-    _store_row4(out, i, j, nc, a00, a01, a02, a03)
-    if nr > 1:
-        _store_row4(out, i + 1, j, nc, a10, a11, a12, a13)
-    if nr > 2:
-        _store_row4(out, i + 2, j, nc, a20, a21, a22, a23)
-    if nr > 3:
-        _store_row4(out, i + 3, j, nc, a30, a31, a32, a33)
+    _store_tile4x4(out, i, nr, j, nc, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -217,12 +226,47 @@ def _store_row2(out, i, j, nc, a0, a1):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _tile_fma(xe, xo, i, nr, w, j, nc, k0, k1, out):  # type: ignore[no-untyped-def]
-    """out[i:i+nr, j:j+nc] += x[i:i+nr, k0:k1] @ w[j:j+nc, k0:k1]^T, nr at most 4, nc at most 2.
+def _tile_fma_4x4(xe, xo, i, nr, w, j, nc, k0, k1, out):  # type: ignore[no-untyped-def]
+    """out[i:i+nr, j:j+nc] += x[i:i+nr, k0:k1] @ w[j:j+nc, k0:k1]^T, nr and nc at most 4 (16 lanes).
 
     xe, xo: the even and odd elements of the rows of x (float32), so pair p of a weight row lines up
     with xe[:, p] (its low bf16) and xo[:, p] (its high bf16).
     """
+    L = _FMA_LANES
+    x0, x1, x2, x3 = i, i + min(1, nr - 1), i + min(2, nr - 1), i + min(3, nr - 1)
+    w0, w1, w2, w3 = j, j + min(1, nc - 1), j + min(2, nc - 1), j + min(3, nc - 1)
+    a00 = vzeros(L); a01 = vzeros(L); a02 = vzeros(L); a03 = vzeros(L)  # noqa: E702
+    a10 = vzeros(L); a11 = vzeros(L); a12 = vzeros(L); a13 = vzeros(L)  # noqa: E702
+    a20 = vzeros(L); a21 = vzeros(L); a22 = vzeros(L); a23 = vzeros(L)  # noqa: E702
+    a30 = vzeros(L); a31 = vzeros(L); a32 = vzeros(L); a33 = vzeros(L)  # noqa: E702
+    for t in range(k0, k1, 2 * L):
+        p = load_bf16_pairs(w, w0, t, L)
+        e0 = widen_even(p); o0 = widen_odd(p)  # noqa: E702
+        p = load_bf16_pairs(w, w1, t, L)
+        e1 = widen_even(p); o1 = widen_odd(p)  # noqa: E702
+        p = load_bf16_pairs(w, w2, t, L)
+        e2 = widen_even(p); o2 = widen_odd(p)  # noqa: E702
+        p = load_bf16_pairs(w, w3, t, L)
+        e3 = widen_even(p); o3 = widen_odd(p)  # noqa: E702
+        h = t // 2
+        xe_, xo_ = load_f32(xe, x0, h, L), load_f32(xo, x0, h, L)
+        a00 = fma(fma(a00, xe_, e0), xo_, o0); a01 = fma(fma(a01, xe_, e1), xo_, o1)  # noqa: E702
+        a02 = fma(fma(a02, xe_, e2), xo_, o2); a03 = fma(fma(a03, xe_, e3), xo_, o3)  # noqa: E702
+        xe_, xo_ = load_f32(xe, x1, h, L), load_f32(xo, x1, h, L)
+        a10 = fma(fma(a10, xe_, e0), xo_, o0); a11 = fma(fma(a11, xe_, e1), xo_, o1)  # noqa: E702
+        a12 = fma(fma(a12, xe_, e2), xo_, o2); a13 = fma(fma(a13, xe_, e3), xo_, o3)  # noqa: E702
+        xe_, xo_ = load_f32(xe, x2, h, L), load_f32(xo, x2, h, L)
+        a20 = fma(fma(a20, xe_, e0), xo_, o0); a21 = fma(fma(a21, xe_, e1), xo_, o1)  # noqa: E702
+        a22 = fma(fma(a22, xe_, e2), xo_, o2); a23 = fma(fma(a23, xe_, e3), xo_, o3)  # noqa: E702
+        xe_, xo_ = load_f32(xe, x3, h, L), load_f32(xo, x3, h, L)
+        a30 = fma(fma(a30, xe_, e0), xo_, o0); a31 = fma(fma(a31, xe_, e1), xo_, o1)  # noqa: E702
+        a32 = fma(fma(a32, xe_, e2), xo_, o2); a33 = fma(fma(a33, xe_, e3), xo_, o3)  # noqa: E702
+    _store_tile4x4(out, i, nr, j, nc, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _tile_fma_4x2(xe, xo, i, nr, w, j, nc, k0, k1, out):  # type: ignore[no-untyped-def]
+    """As _tile_fma_4x4 with 2 rows of w: 8 accumulators, for CPUs with 16 vector registers (AVX2)."""
     L = _FMA_LANES
     x0, x1, x2, x3 = i, i + min(1, nr - 1), i + min(2, nr - 1), i + min(3, nr - 1)
     w1 = j + min(1, nc - 1)
@@ -256,12 +300,15 @@ def _rows_fma(x, xe, xo, w, out, j_start, j_end):  # type: ignore[no-untyped-def
     """out[:, j_start:j_end] += x @ w[j_start:j_end]^T with float32 x (xe, xo: its split vector part)."""
     n, k = x.shape
     kv = 2 * xe.shape[1]
-    for j in range(j_start, j_end, 2):
-        nc = min(2, j_end - j)
+    for j in range(j_start, j_end, _FMA_COLS):
+        nc = min(_FMA_COLS, j_end - j)
         for k0 in range(0, kv, _K_BLOCK):
             k1 = min(kv, k0 + _K_BLOCK)
             for i in range(0, n, 4):
-                _tile_fma(xe, xo, i, min(4, n - i), w, j, nc, k0, k1, out)
+                if _FMA_COLS == 4:  # a constant: Numba compiles only one of the two
+                    _tile_fma_4x4(xe, xo, i, min(4, n - i), w, j, nc, k0, k1, out)
+                else:
+                    _tile_fma_4x2(xe, xo, i, min(4, n - i), w, j, nc, k0, k1, out)
         for jj in range(j, j + nc):
             for i in range(n):
                 acc = np.float32(0.0)
