@@ -12,8 +12,9 @@ it. Then one fresh process loads and runs the model, as `cmd.llama_infer` would,
 - load time (mapping the checkpoint) and resident memory: after loading, and the peak of the whole
   run (the process's VmHWM, which counts the mapped weights it touched);
 - the first 8-token prompt (pages the weights in, and compiles the kernels on a cold Numba cache);
-- time to first token for an 8- and a 64-token prompt (one Forward of the prompt, then the argmax of
-  the last row), so prefill tokens/s, and the effective GFLOP/s of the matrix products;
+- time to first token for an 8- and a 64-token prompt (one Forward of the prompt, computing the
+  logits of its last row only, as generation does, then their argmax), so prefill tokens/s, and the
+  effective GFLOP/s of the matrix products;
 - decode tokens/s (greedy, one token per Forward, after the 8-token prompt);
 - the bandwidth of a parallel streaming read in the same process (bench/decode.py's probe), the
   roofline it implies (bandwidth / bytes of weights per token) and the fraction of it reached.
@@ -141,15 +142,15 @@ def measure(directory: Path, dtype: str, decode_tokens: int, repeats: int) -> di
     bos = loaded.tokenizer.bos_id
     weight_bytes = sum(t.nbytes() for _, t in loaded.weights.named_tensors())
     bytes_per_token = decode_bytes_per_token(model)
-    # multiply-adds of the weight matrices per token (the embedding is a lookup, not a product)
-    matrix_flops_per_token = 2 * sum(t.numel() for name, t in loaded.weights.named_tensors() if t.ndim == 2 and name != "tok_embeddings.weight")
-    if loaded.weights.shared_classifier:
-        matrix_flops_per_token += 2 * loaded.weights.output.numel()
+    # floating-point operations of the weight matrices: 2 per weight per row (the embedding is a
+    # lookup); a prompt's Forward runs the classifier on its last row only
+    block_flops = 2 * sum(t.numel() for layer in loaded.weights.layers for _, t in layer.named(0) if t.ndim == 2)
+    classifier_flops = 2 * loaded.weights.output.numel()
 
     def prefill(length: int) -> tuple[float, Any, int]:
         ctx = model.NewInferenceContext()
         start = time.perf_counter()
-        logits = model.Forward(ctx, tokens_tensor(_prompt(args.vocab_size, bos, length)), 0)
+        logits = model.Forward(ctx, tokens_tensor(_prompt(args.vocab_size, bos, length)), 0, lastRowOnly=True)
         token = int(np.argmax(logits.data[-1]))
         return time.perf_counter() - start, ctx, token
 
@@ -195,13 +196,13 @@ def measure(directory: Path, dtype: str, decode_tokens: int, repeats: int) -> di
         "weight_bytes_per_token": bytes_per_token,
         "roofline_tok_s": round(roofline, 3),
         "roofline_fraction": round(decode_tok_s / roofline, 3),
-        "matrix_gflop_per_token": round(matrix_flops_per_token / 1e9, 2),
+        "matrix_gflop_per_token": round((block_flops + classifier_flops) / 1e9, 2),
     }
     for n in PROMPT_LENGTHS:
         seconds = statistics.median(ttft[n])
         result[f"ttft_{n}_s"] = round(seconds, 3)
         result[f"prefill_{n}_tok_s"] = round(n / seconds, 3)
-        result[f"prefill_{n}_gflop_s"] = round(n * matrix_flops_per_token / seconds / 1e9, 1)
+        result[f"prefill_{n}_gflop_s"] = round((n * block_flops + classifier_flops) / seconds / 1e9, 1)
         result[f"prefill_{n}_vs_decode"] = round(n / seconds / decode_tok_s, 2)
     return result
 

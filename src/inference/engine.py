@@ -236,8 +236,8 @@ class InferenceEngine:
         while True:
             if GLogger.debug_enabled:  # tolist() is work, skipped when the log is off
                 GLogger.DebugPrintf("Running Forward for curPos: %d, prevPos: %d, tokens %s", curPos, prevPos, inputTokens.data.tolist())
-            logits = self.model.Forward(infContext, inputTokens, prevPos)
             # Only the last row matters: it predicts the token after the last input token.
+            logits = self.model.Forward(infContext, inputTokens, prevPos, lastRowOnly=True)
             next_id = sampler.Sample(np.asarray(logits.numpy()[-1], dtype=np.float32))
             generated += 1
             if self.stats.first_token_at is None:
