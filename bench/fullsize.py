@@ -221,8 +221,9 @@ def render_section(rows: list[dict[str, Any]]) -> str:
         "Made by `python -m bench.fullsize --shape S --cache-dir DIR --report`: random bf16 weights in Meta's"
         " layout at the real sizes, one fresh process per row, medians of its repeats. TTFT is one Forward of the"
         " prompt and the argmax of its last row; *x decode* is prefill tokens/s over decode tokens/s; peak RSS is"
-        " the process's VmHWM (it counts the mapped weights); the roofline uses the bandwidth measured in the same"
-        " run.",
+        " the process's VmHWM (it counts the mapped weights it touched: the embedding table only at the prompt's"
+        " tokens, so the peak can be below the weights' size); the roofline uses the bandwidth measured in the same"
+        " run; *load* is the machine's load average during the run (2 cores: above 2, other programs shared them).",
         "",
         "| shape | dtype | machine | weights GB | load s | peak RSS GB (beyond weights) | TTFT 8 s | TTFT 64 s |"
         " prefill 8 tok/s (x decode) | prefill 64 tok/s (x decode) | prefill 64 GFLOP/s | decode tok/s |"
@@ -231,10 +232,11 @@ def render_section(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         shape = r["shape"] + ("" if r.get("layers") in (None, 32) else f" ({r['layers']} layers)")
-        machine = f"{r['machine']['cpu']}, {r['threads']} threads, {r['date']}"
+        load = r.get("load_average")
+        machine = f"{r['machine']['cpu']}, {r['threads']} threads, {r['date']}" + (f", load {load:.1f}" if load is not None else "")
         lines.append(
             f"| {shape} | {r['dtype']} | {machine} | {r['weight_bytes'] / 1e9:.2f} | {r['load_s']:.2f} | "
-            f"{r['peak_rss_bytes'] / 1e9:.2f} (+{r['peak_rss_beyond_weights_bytes'] / 1e9:.2f}) | "
+            f"{r['peak_rss_bytes'] / 1e9:.2f} ({r['peak_rss_beyond_weights_bytes'] / 1e9:+.2f}) | "
             f"{r['ttft_8_s']:.2f} | {r['ttft_64_s']:.2f} | {r['prefill_8_tok_s']:.2f} ({r['prefill_8_vs_decode']:.1f}x) | "
             f"{r['prefill_64_tok_s']:.2f} ({r['prefill_64_vs_decode']:.1f}x) | {r['prefill_64_gflop_s']:.0f} | "
             f"{r['decode_tok_s']:.2f} | {r['roofline_tok_s']:.2f} | {r['roofline_fraction']:.2f} | {r['bandwidth_gb_s']:.1f} |"
@@ -348,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     result["write_s"] = None if write_s is None else round(write_s, 1)
     result["machine"] = cpu_description()
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result["load_average"] = round(os.getloadavg()[1], 1)  # over the last 5 minutes: the run's own time
     result["within_memory_budget"] = result["peak_rss_beyond_weights_bytes"] <= MEMORY_BUDGET_BYTES
     if args.json:
         print(json.dumps(result))
