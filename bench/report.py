@@ -90,7 +90,8 @@ def render(results: list[dict[str, Any]]) -> str:
             "--tokens N --json` in a fresh process; medians of 3 runs).",
             "",
             f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, {threads} threads; "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[2]:.1f} over the"
+            " last 15 minutes (above the CPU count, other programs shared the cores).",
             "",
             "- **roofline**: the bandwidth measured in the same run (a parallel streaming read of 1 GiB) divided by"
             " the bytes of weights one decode step reads (bf16 weights: 2 bytes each; f32 mode on a float32"

@@ -41,12 +41,12 @@ from ..common.errors import LlamaError
 from .bfloat16 import bf16_bits_to_float32, bf16_to_f32
 from .simd import (
     add_quarter_to_row,
-    sum_lanes_4x4,
     dot_bf16_pairs,
     fma,
     load_bf16_pairs,
     load_f32,
     reduce_sum,
+    sum_lanes_4x4,
     vzeros,
     widen_even,
     widen_odd,
