@@ -8,6 +8,7 @@ must accept the directory as a Meta model. The full-size shapes are checked by t
 
 from __future__ import annotations
 
+import struct
 import sys
 from pathlib import Path
 
@@ -78,6 +79,42 @@ def test_a_model_directory_loads_as_a_meta_model(tmp_path):
     mc.write_model_directory(tmp_path, small)
     loaded = load_model(tmp_path)
     assert (loaded.args.dim, loaded.args.n_layers, loaded.args.hidden_dim, loaded.args.vocab_size) == (64, 1, 256, 32000)
+
+
+def test_offsets_past_4_gb_in_the_zip64_fields_are_read(tmp_path, monkeypatch):
+    # A full-size checkpoint (13.5 GB) has entries past 4 GB: Python's zipfile then writes 0xFFFFFFFF
+    # in their central directory records and the real offsets in ZIP64 extra fields. Writing 4 GB in
+    # a test is out of the question, so the central directory is written as if every offset were
+    # past the limit (ZIP64_LIMIT lowered for that step only): the same records, in a small file.
+    import zipfile
+
+    write_end = zipfile.ZipFile._write_end_record
+
+    def as_if_huge(self):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 64)
+        try:
+            write_end(self)
+        finally:
+            monkeypatch.undo()
+
+    monkeypatch.setattr(zipfile.ZipFile, "_write_end_record", as_if_huge)
+    path = tmp_path / "consolidated.00.pth"
+    mc.write_checkpoint(path, TINY)
+    monkeypatch.undo()
+    raw = path.read_bytes()
+    assert raw.count(b"PK\x06\x06") == 1  # the ZIP64 end record is there
+    offsets, at = [], raw.find(b"PK\x01\x02")  # central directory records: local header offset at +42
+    while at >= 0:
+        offsets.append(struct.unpack_from("<I", raw, at + 42)[0])
+        at = raw.find(b"PK\x01\x02", at + 4)
+    assert offsets.count(0xFFFFFFFF) == len(offsets) - 1  # all but the first, at offset 0
+    from llamanuts.torch import load_torch_checkpoint
+
+    tensors = load_torch_checkpoint(path)
+    block = mc._random_block()
+    for key, (name, dims) in enumerate(mc.tensor_shapes(TINY)):
+        expected = b"".join(mc._tensor_chunks(name, int(np.prod(dims)), key, block))
+        assert tensors[name].data.tobytes() == expected, name
 
 
 def test_no_partial_file_is_left_as_the_checkpoint(tmp_path, monkeypatch):
