@@ -52,12 +52,10 @@ def _gemv_bf16_parallel(x, w, out):  # type: ignore[no-untyped-def]
 
 
 def _linear_bf16_weights(x2: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x2 [n, k] float32 or bf16 bits (uint16) @ w [m, k] (bf16 bits)^T -> [n, m] float32."""
+    """x2 [n, k] float32 (or bf16 bits, uint16, above GEMV_MAX_ROWS rows) @ w [m, k] (bf16 bits)^T -> [n, m] float32."""
     n = x2.shape[0]
     m, k = w.shape
     if n <= GEMV_MAX_ROWS:
-        if x2.dtype == np.uint16:
-            x2 = bf16_bits_to_float32(x2)
         out = np.empty((n, m), dtype=np.float32)
         kernel = _gemv_bf16_parallel if m * k >= _PARALLEL_MIN_WEIGHTS else _gemv_bf16
         kernel(x2, w, out)
@@ -94,8 +92,10 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
         )
     lead = x.shape[:-1]
     x2 = x.data.reshape(math.prod(lead), x.shape[-1])
+    if x.dtype is DT_BF16 and not (w.dtype is DT_BF16 and x2.shape[0] > GEMV_MAX_ROWS):
+        x2 = bf16_bits_to_float32(x2)  # (the bf16 prefill kernel reads bf16 x as it is)
     if w.dtype is DT_BF16:
-        out = _linear_bf16_weights(x2, w.data)  # bf16 x stays bf16 bits: the prefill kernel wants them
+        out = _linear_bf16_weights(x2, w.data)
     else:
         out = x2 @ w.data.T
     out = out.reshape(*lead, w.shape[0])
