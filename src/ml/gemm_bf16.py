@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from ..common.errors import LlamaError
 from .bfloat16 import bf16_bits_to_float32, bf16_to_f32
-from .simd import (
+from .simd_bf16 import (
     add_quarter_to_row,
     dot_bf16_pairs,
     fma,

@@ -1,4 +1,5 @@
-"""Vectors in registers for the matrix kernels: LLVM vector types and a few instructions, in Numba.
+"""Vectors in registers for the bf16 prefill kernels (gemm_bf16.py): LLVM vector types and a few
+instructions, in Numba.
 
 Numba compiles scalar Python loops; LLVM vectorizes some of them, but it cannot be told to keep 16
 accumulators of a matrix tile in registers, and it never emits the bf16 dot-product instruction.
@@ -22,7 +23,11 @@ the handful of operations the bf16 matrix product needs. Each compiles to one or
 `lanes` must be a compile-time constant (a module-level int): it decides the LLVM type. Loads are
 unaligned and unchecked: the caller guarantees `col + 2*lanes` (bf16) or `col + lanes` (f32) fits
 in the row. `dot_bf16_pairs` needs a CPU with AVX512_BF16 (see gemm_bf16.py, which checks first);
-everything else is plain LLVM vector code that compiles for any CPU.
+everything else is plain LLVM vector code that compiles for any CPU. The lane count is a parameter
+because the fallback kernel runs 8 lanes on AVX2 (16 registers of 8 float32) and 16 on AVX-512.
+
+Numba caches the compiled kernels beside gemm_bf16.py and does not notice when an intrinsic here
+changes: after editing this file, delete src/ml/__pycache__/gemm_bf16.*.nbi and *.nbc.
 """
 
 from __future__ import annotations
