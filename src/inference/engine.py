@@ -308,10 +308,10 @@ class InferenceEngine:
         while True:
             if GLogger.debug_enabled:  # tolist() is work, skipped when the log is off
                 GLogger.DebugPrintf("Running Forward for curPos: %d, prevPos: %d, tokens %s", curPos, prevPos, inputTokens.data.tolist())
-            logits = self.model.Forward(infContext, inputTokens, prevPos)
+            # Only the last row matters: it predicts the token after the last input token.
+            logits = self.model.Forward(infContext, inputTokens, prevPos, lastRowOnly=True)
             self._context_filled = curPos  # positions 0..curPos-1 now hold tokens[:curPos]
             GLogger.DebugValues("Top %d next tokens (softmax of the last row of logits): %s", TOP_TOKENS, lambda: self._top_tokens(logits))
-            # Only the last row matters: it predicts the token after the last input token.
             next_id = sampler.Sample(np.asarray(logits.numpy()[-1], dtype=np.float32), tokens)
             tokens.append(next_id)
             generated += 1

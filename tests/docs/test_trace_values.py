@@ -172,7 +172,7 @@ def test_without_the_flag_the_log_has_no_values(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     text = log.read_text(encoding="utf-8")
-    assert "shape([" in text and "last row" not in text and "Top 5" not in text and "RMS of" not in text
+    assert "shape([" in text and "last row [" not in text and "Top 5" not in text and "RMS of" not in text
     assert GLogger.DebugValues is _noop  # this process never switched it on
 
 

@@ -36,6 +36,7 @@ class ScriptedModel:
     max_seq_len: int = 32
     vocab: int = VOCAB
     calls: list[tuple[list[int], int]] = field(default_factory=list)
+    last_row_only: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.args = FakeArgs(self.max_seq_len)
@@ -43,11 +44,12 @@ class ScriptedModel:
     def NewInferenceContext(self, sequence_length: int) -> FakeContext:
         return FakeContext(sequence_length)
 
-    def Forward(self, infContext: FakeContext, inputTokens: Tensor, startPos: int) -> Tensor:
+    def Forward(self, infContext: FakeContext, inputTokens: Tensor, startPos: int, lastRowOnly: bool = False) -> Tensor:
         tokens = inputTokens.data.tolist()
         assert startPos + len(tokens) <= infContext.sequence_length, "Forward past the KV cache"
         self.calls.append((tokens, startPos))
-        logits = np.zeros((len(tokens), self.vocab), dtype=np.float32)
+        self.last_row_only.append(lastRowOnly)
+        logits = np.zeros((1 if lastRowOnly else len(tokens), self.vocab), dtype=np.float32)
         logits[-1, self.script[len(self.calls) - 1]] = 10.0
         return Tensor.from_numpy(logits)
 
@@ -86,6 +88,12 @@ def test_prefill_in_one_call_then_one_token_per_call() -> None:
     assert [p.token_id for p in parts] == [3, 4, 5, EOS]
     assert "".join(p.text for p in parts) == "abc"
     assert engine.stats.prompt_tokens == 3 and engine.stats.generated_tokens == 4
+
+
+def test_generation_asks_forward_for_the_last_rows_logits_only() -> None:
+    # the other rows of the prompt predict tokens already known: computing them is wasted work
+    model, _, _ = run([3, 4, EOS], prompt=[BOS, 6, 7])
+    assert model.last_row_only == [True, True, True]
 
 
 def test_stops_on_eos() -> None:
@@ -191,7 +199,7 @@ def test_stats_have_time_to_first_token_and_speed() -> None:
 
 def test_seeded_sampling_is_reproducible_through_the_engine() -> None:
     class NoisyModel(ScriptedModel):
-        def Forward(self, infContext, inputTokens, startPos):
+        def Forward(self, infContext, inputTokens, startPos, lastRowOnly=False):
             self.calls.append((inputTokens.data.tolist(), startPos))
             rng = np.random.default_rng(startPos)
             return Tensor.from_numpy(rng.standard_normal((inputTokens.shape[0], VOCAB)).astype(np.float32))
@@ -257,7 +265,7 @@ def test_context_tokens_after_an_interruption_are_the_positions_forward_finished
 
 def test_an_exception_inside_forward_leaves_the_context_tokens_exact() -> None:
     class FailingModel(ScriptedModel):
-        def Forward(self, infContext, inputTokens, startPos):
+        def Forward(self, infContext, inputTokens, startPos, lastRowOnly=False):
             if startPos == 3:
                 raise KeyboardInterrupt  # Ctrl-C in the middle of the second decode step
             return super().Forward(infContext, inputTokens, startPos)
@@ -284,7 +292,7 @@ def test_repeat_penalty_sees_the_prompt_and_the_generated_ids() -> None:
     class TwoWayModel(ScriptedModel):
         """Token 3 always scores 2.0, token 4 scores 1.9: greedy picks 3 unless 3 is penalised."""
 
-        def Forward(self, infContext, inputTokens, startPos):
+        def Forward(self, infContext, inputTokens, startPos, lastRowOnly=False):
             self.calls.append((inputTokens.data.tolist(), startPos))
             logits = np.zeros((inputTokens.shape[0], VOCAB), dtype=np.float32)
             logits[-1, 3], logits[-1, 4] = 2.0, 1.9
