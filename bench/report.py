@@ -9,7 +9,10 @@ threads and caches do not colour the next; inside it, our runs and the peer's al
 report prints, for every row, our figure, the peer's and the ratio, then the targets of the
 performance issue judged against them, the thread-policy measurements (bench/threads.py) and the
 per-stage profiles. The machine (CPU model, vector extensions, load average before and after) is
-part of the report: the figures hold for that machine at that hour only.
+part of the report: the figures hold for that machine at that hour only. The prefill
+kernels' table comes from `python -m bench.gemm`, and the full-size rows (Llama 2 7B, Llama 3.1 8B)
+from the last `python -m bench.fullsize --report` of each shape (bench/results/fullsize.json), which
+is too long a run to repeat here.
 """
 
 from __future__ import annotations
@@ -366,18 +369,60 @@ def render(
     ) + "\n"
 
 
+def run_gemm() -> list[dict[str, Any]]:
+    command = [sys.executable, "-m", "bench.gemm", "--json", "--repeats", "5"]
+    print("running:", " ".join(command[1:]), file=sys.stderr, flush=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def render_gemm(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "## Prefill kernels: one matrix product with bf16 weights",
+        "",
+        "From `python -m bench.gemm`: x [n, k] @ w [m, k]^T with random bf16 weights, every kernel of"
+        " `src/ml/gemm_bf16.py` and the references, in one process; best of 5 runs. *cores* is the process's CPU"
+        " time over the wall time of that run (2.00: both cores were ours), GFLOP/CPU-s the work per CPU-second"
+        " (the steadier figure on a busy machine).",
+        "",
+        "| m x k | n | kernel | ms | GFLOP/s | GB/s of bf16 weights | cores | GFLOP/CPU-s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['shape']} | {r['rows']} | {r['kernel']} | {r['ms']:.1f} | {r['gflop_s']:.1f} | {r['weight_gb_s']:.1f} | "
+            f"{r['cores']:.2f} | {_fmt(r.get('gflop_per_cpu_s'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def full_report(saved: dict[str, Any]) -> str:
+    """The whole page from the raw figures: the decode rows, the prefill kernels' table and the kept
+    full-size rows (`python -m bench.fullsize --report`)."""
+    from bench.fullsize import load_results, render_section
+
+    text = render(saved["results"], saved["threads"], saved["machine"], saved["trace"])
+    if saved.get("gemm"):
+        text += "\n" + render_gemm(saved["gemm"])
+    fullsize = load_results()  # rows of `python -m bench.fullsize --report`, kept with the report
+    if fullsize:
+        text += "\n" + render_section(fullsize) + "\n"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rebuild-peers", action="store_true", help="build llama2.c and llama.cpp again")
     parser.add_argument("--no-llama-cpp", action="store_true", help="do not build or run llama.cpp")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-policy measurements")
+    parser.add_argument("--no-gemm", action="store_true", help="skip the prefill kernels' table (bench.gemm)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--raw", type=Path, default=RAW, help="where the raw figures (JSON) are saved")
     parser.add_argument("--render-only", action="store_true", help="write the report from the saved raw figures")
     args = parser.parse_args(argv)
     if args.render_only:
         saved = json.loads(args.raw.read_text())
-        args.out.write_text(render(saved["results"], saved["threads"], saved["machine"], saved["trace"]), encoding="utf-8")
+        args.out.write_text(full_report(saved), encoding="utf-8")
         print(f"wrote {args.out} from {args.raw}", file=sys.stderr)
         return 0
     cpu, flags = cpu_description()
@@ -393,10 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     results = [run_one(run) for run in runs]
     trace = run_trace()
     threads = [] if args.no_threads else run_threads()
+    gemm = [] if args.no_gemm else run_gemm()
     machine["load_after"] = load_average()
+    saved = {"machine": machine, "results": results, "threads": threads, "trace": trace, "gemm": gemm}
     args.raw.parent.mkdir(parents=True, exist_ok=True)
-    args.raw.write_text(json.dumps({"machine": machine, "results": results, "threads": threads, "trace": trace}))
-    args.out.write_text(render(results, threads, machine, trace), encoding="utf-8")
+    args.raw.write_text(json.dumps(saved))
+    args.out.write_text(full_report(saved), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     for t in targets(results):
         print(f"{'met' if t.met else ('n/a' if t.met is None else 'NOT met'):>7}  {t.what}: {t.measured} (needed {t.threshold})", file=sys.stderr)

@@ -1,7 +1,9 @@
 """Shared by every layer: logging, errors, memory mapping."""
 
 from .errors import (
+    DebugLogInUseError,
     DTypeError,
+    InsufficientMemoryError,
     LlamaError,
     ModelArgsError,
     ModelFileError,
@@ -13,7 +15,9 @@ from .errors import (
 from .logger import GLogger, Logger, debug_log_writable, format_shape
 
 __all__ = [
+    "DebugLogInUseError",
     "DTypeError",
+    "InsufficientMemoryError",
     "GLogger",
     "LlamaError",
     "Logger",

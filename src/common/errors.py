@@ -41,3 +41,12 @@ class TokenizerError(ModelFileError):
 
 class SequenceLengthError(LlamaError):
     """Generation would go past the model's sequence length (the KV cache size)."""
+
+
+class InsufficientMemoryError(LlamaError):
+    """An input asks for an allocation (KV cache, RoPE table, converted weights) larger than the
+    memory the machine has free; the message says what was asked and what is possible."""
+
+
+class DebugLogInUseError(LlamaError):
+    """Another running process is writing the same debug log (a parallel --debug run)."""

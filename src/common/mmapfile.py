@@ -3,6 +3,12 @@
 Mapping costs no reading: the kernel brings a page in the first time a kernel (or a check) touches
 it, which is why loading a 13 GB checkpoint takes as long as loading a 1 MB one. Several tensors
 share one map, and the map lives as long as any view over it does.
+
+What a map cannot protect against: the file changing under it. If another program truncates the
+file while it is mapped, touching a page past the new end raises SIGBUS and the process dies with
+no Python error at all (there is no way to turn that fault into an exception). Do not shorten or
+rewrite a model file while it is in use; replacing it (write a new file, then rename) is safe, as
+the map keeps the old file's pages.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelFileError
+from .files import open_regular_file
 
 
 class MmapFile:
@@ -24,20 +31,19 @@ class MmapFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise ModelFileError(self.path, "file not found")
-        if self.path.is_dir():
-            raise ModelFileError(self.path, "is a directory, expected a file")
+        # Only a regular file can be mapped: the message says what the path is otherwise (missing,
+        # a dangling symlink, a directory, a FIFO, a device).
+        fd, self.size = open_regular_file(self.path, ModelFileError)
         try:
-            with open(self.path, "rb") as file:
-                self.size = os.fstat(file.fileno()).st_size
-                if self.size == 0:
-                    # mmap refuses an empty file with a bare ValueError; say what it means instead.
-                    raise ModelFileError(self.path, "file is empty (0 bytes)")
-                # The descriptor may be closed right after mapping: the map keeps its own reference.
-                self.buffer: mmap.mmap = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            if self.size == 0:
+                # mmap refuses an empty file with a bare ValueError; say what it means instead.
+                raise ModelFileError(self.path, "file is empty (0 bytes)")
+            # The descriptor may be closed right after mapping: the map keeps its own reference.
+            self.buffer: mmap.mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except OSError as exc:
-            raise ModelFileError(self.path, f"cannot open or map the file: {exc.strerror or exc}") from exc
+            raise ModelFileError(self.path, f"cannot map the file: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     def array(self, dtype: np.dtype | type, offset: int, count: int) -> np.ndarray:
         """A read-only numpy view of `count` items of `dtype` starting at byte `offset`. No copy.

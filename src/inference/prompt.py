@@ -1,7 +1,8 @@
 """Prompts: plain text completion and the chat templates, turned into token ids.
 
 Text completion is BOS followed by the prompt's tokens; an empty prompt is BOS alone, so the model
-starts from nothing (how llama2.c's stories models are usually run).
+starts from nothing (how llama2.c's stories models are usually run). A vocab that says it adds no
+BOS (a GGUF or Hugging Face flag) gets the prompt's tokens alone.
 
 Chat models were fine-tuned on one exact layout of the dialog, and they only behave when they see
 that layout again, byte for byte. A template renders a dialog to `PromptPart`s: plain text, which
@@ -20,9 +21,13 @@ produce the end-of-sequence token, so specials never go through the text encoder
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from datetime import datetime
+from typing import Any, Protocol, Sequence
 
 from ..common.errors import LlamaError
 
@@ -108,7 +113,16 @@ def text_prompt_parts(prompt: str, tokenizer_kind: str = "sentencepiece") -> lis
 
 
 def encode_text_prompt(tokenizer: PromptTokenizer, prompt: str) -> list[int]:
-    """BOS + the prompt's tokens; "" gives [BOS]."""
+    """BOS + the prompt's tokens; "" gives [BOS].
+
+    A vocab that says not to add BOS (`add_bos` False: SmolLM2's BOS is the chat marker
+    <|im_start|>) gets the prompt's tokens alone, so an empty prompt is an error there.
+    """
+    if not getattr(tokenizer, "add_bos", True):
+        ids = tokenizer.encode(prompt, bos=False, eos=False) if prompt else []
+        if not ids:
+            raise LlamaError("this model's vocab puts no BOS token before a prompt, so an empty text prompt has no tokens: give some text")
+        return ids
     if tokenizer.bos_id is None:
         raise LlamaError("the tokenizer has no BOS token, so no prompt can be started")
     return [tokenizer.bos_id] + (tokenizer.encode(prompt, bos=False, eos=False) if prompt else [])
@@ -145,9 +159,26 @@ class ChatTemplate(ABC):
     def Encode(self, tokenizer: PromptTokenizer, dialog: Sequence[ChatMessage]) -> list[int]:
         return encode_parts(tokenizer, self.Render(dialog))
 
+    def StopTokens(self) -> tuple[str, ...]:
+        """The special tokens that end the model's turn in this layout (besides EOS)."""
+        return ()
+
+    def StopIds(self, tokenizer: PromptTokenizer) -> frozenset[int]:
+        """`StopTokens` as ids of `tokenizer`; names it does not have are left out."""
+        ids: set[int] = set()
+        for name in self.StopTokens():
+            try:
+                ids.add(special_id(tokenizer, name))
+            except LlamaError:
+                continue
+        return frozenset(ids)
+
 
 class Llama2ChatTemplate(ChatTemplate):
     name = "llama2"
+
+    def StopTokens(self) -> tuple[str, ...]:
+        return (EOS,)  # each answer ends with </s>
 
     def Render(self, dialog: Sequence[ChatMessage]) -> list[PromptPart]:
         check_dialog(dialog)
@@ -170,6 +201,9 @@ class Llama2ChatTemplate(ChatTemplate):
 class Llama3ChatTemplate(ChatTemplate):
     name = "llama3"
 
+    def StopTokens(self) -> tuple[str, ...]:
+        return (EOT_ID,)
+
     @staticmethod
     def header(role: str) -> list[PromptPart]:
         return [PromptPart(START_HEADER_ID, special=True), PromptPart(role), PromptPart(END_HEADER_ID, special=True), PromptPart("\n\n")]
@@ -181,6 +215,278 @@ class Llama3ChatTemplate(ChatTemplate):
             parts += self.header(message.role)
             parts += [PromptPart(message.content.strip()), PromptPart(EOT_ID, special=True)]
         return parts + self.header(ROLE_ASSISTANT)
+
+
+# ---- the model's own template: Jinja, as Hugging Face renders it ---------------------------------
+# Private-use characters put around special-token text found INSIDE a message, so that after
+# rendering it can be told apart from the special tokens the template writes itself.
+MARK_START = "\U000f0000"
+MARK_END = "\U000f0001"
+# What one rendering may produce: far more than any real prompt, small enough to hold in memory.
+MAX_RENDERED_CHARS = 16 * 1024 * 1024
+# Text no real dialog contains: the probe that finds the end-of-turn token (see StopTokens).
+_PROBE_ANSWER = "llamanuts end-of-turn probe"
+
+
+class _RaisedByTemplate(Exception):
+    """A template's own `raise_exception(message)`: the template refuses the dialog."""
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    # Hugging Face's: plain json.dumps, without Jinja's HTML escaping.
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _raise_exception(message: str) -> None:
+    raise _RaisedByTemplate(message)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+def _repeats_too_much(left: Any, right: Any) -> bool:
+    """`sequence * count` (either order) whose result would exceed MAX_RENDERED_CHARS items."""
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) and not isinstance(count, bool):
+            return len(sequence) * count > MAX_RENDERED_CHARS
+    return False
+
+
+def _power_too_large(base: Any, exponent: Any) -> bool:
+    """An integer power whose result would have more than 10**5 bits."""
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        return abs(base).bit_length() * exponent > 100_000
+    return False
+
+
+def _jinja_environment() -> Any:
+    """jinja2's ImmutableSandboxedEnvironment, set up as transformers' apply_chat_template sets it up.
+
+    The sandbox refuses attribute access to internals (`''.__class__`), calls of unsafe methods
+    and any change to the lists and dicts it is given. Added, as Hugging Face does: trim_blocks and
+    lstrip_blocks, break/continue (loopcontrols), a `tojson` that does not HTML-escape,
+    `raise_exception`, `strftime_now`, a `namespace` that refuses underscore names, and the
+    `{% generation %}` tag (for training masks; here it just renders its body).
+    """
+    import jinja2
+    import jinja2.ext
+    import jinja2.nodes
+    import jinja2.sandbox
+
+    class GenerationTag(jinja2.ext.Extension):
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_render_body"), [], [], body).set_lineno(lineno)
+
+        def _render_body(self, caller: Any) -> str:
+            return str(caller())
+
+    def check_name(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(f"a chat template may not set {name!r} on a namespace")
+
+    class Namespace(jinja2.utils.Namespace):
+        def __init__(*args: Any, **kwargs: Any) -> None:  # Jinja's own signature trick
+            for name in dict(*args[1:], **kwargs):
+                check_name(name)
+            jinja2.utils.Namespace.__init__(*args, **kwargs)
+
+        def __setitem__(self, name: str, value: Any) -> None:
+            check_name(name)
+            super().__setitem__(name, value)
+
+    class Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
+        # Beyond Hugging Face's set-up: jinja2's sandbox bounds range() but not `'x' * 10**10`
+        # or `9 ** 9 ** 9`, which would eat the memory or the time before any output is checked.
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "*" and _repeats_too_much(left, right):
+                raise jinja2.exceptions.SecurityError(f"a chat template may not build a sequence over {MAX_RENDERED_CHARS} items")
+            if operator == "**" and _power_too_large(left, right):
+                raise jinja2.exceptions.SecurityError("a chat template may not compute so large a power")
+            return super().call_binop(context, operator, left, right)
+
+    env = Environment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["namespace"] = Namespace
+    env.globals["dict"] = lambda *args, **kwargs: dict(*args, **kwargs)
+    return env
+
+
+class JinjaChatTemplate(ChatTemplate):
+    """A model's own chat template (Jinja source), rendered in jinja2's sandbox.
+
+    The template sees what Hugging Face's `apply_chat_template` gives it: `messages` (dicts with
+    "role" and "content"), `add_generation_prompt=True`, `bos_token`, `eos_token` (and any
+    `extra_context`, e.g. `unk_token`), `tools=None`, `documents=None`, plus the functions above.
+
+    Splitting the result. The rendered text holds the template's own special tokens ("<|im_start|>")
+    as text, and they must become special ids; but a user who types "<|im_end|>" must get ordinary
+    tokens. So before rendering, every special-token string INSIDE a message is wrapped in two
+    private-use markers (MARK_START, MARK_END; markers a user typed are removed first). After
+    rendering, special-token strings outside markers become special parts; everything between
+    them, the marked strings included (without their markers), is one text part, encoded as plain
+    text exactly as if the user's text had held no such string. Only the special tokens are
+    marked, not the whole content, so templates that transform content (`| trim`, `.strip()`,
+    `| upper`) render exactly as they would without the markers. The limit: a template that cuts
+    content apart (`.split()`, slicing) can separate a marker from its token; a lone marker is
+    then dropped. (transformers' `sanitize_control_tokens=True` marks the same way but encodes
+    each marked token on its own; joining it to its text instead keeps SentencePiece-style
+    vocabularies from adding a dummy-prefix space at every such token.)
+    """
+
+    name = "jinja"
+
+    def __init__(
+        self,
+        source: str,
+        bos_token: str = "",
+        eos_token: str = "",
+        special_tokens: Collection[str] = (),
+        extra_context: Mapping[str, Any] | None = None,
+        origin: str = "the model's chat template",
+    ) -> None:
+        self.source = source
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.extra_context = dict(extra_context or {})
+        self.origin = origin
+        names = {t for t in (*special_tokens, bos_token, eos_token) if t}
+        self.special_token_names = frozenset(names)
+        # Longest first, so a token is found whole before any token it contains.
+        alternatives = "|".join(re.escape(t) for t in sorted(names, key=len, reverse=True)) or "(?!)"
+        self._special_re = re.compile(alternatives)
+        self._split_re = re.compile(f"{MARK_START}({alternatives}){MARK_END}|[{MARK_START}{MARK_END}]|({alternatives})")
+        self._compiled: Any = None
+        self._stop_tokens: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, source: str | None = None) -> JinjaChatTemplate:
+        """The template `tokenizer` carries (or `source`), with its BOS/EOS text and special tokens."""
+        template = source if source is not None else getattr(tokenizer, "chat_template", None)
+        if not template:
+            raise LlamaError(f"the tokenizer {getattr(tokenizer, 'path', '')} has no chat template")
+        names = {id: name for name, id in tokenizer.special_tokens.items()}
+
+        def text_of(id: int | None) -> str:
+            if id is None:
+                return ""
+            return names.get(id) or tokenizer.id_to_piece(id)
+
+        extra = {"unk_token": text_of(tokenizer.unk_id)} if getattr(tokenizer, "unk_id", None) is not None else {}
+        return cls(template, text_of(tokenizer.bos_id), text_of(tokenizer.eos_id), tokenizer.special_tokens, extra)
+
+    # ---- rendering ------------------------------------------------------------------------------
+    def _template(self) -> Any:
+        if self._compiled is None:
+            import jinja2
+
+            try:
+                self._compiled = _jinja_environment().from_string(self.source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise LlamaError(f"{self.origin} has a syntax error at line {exc.lineno}: {exc.message}") from None
+        return self._compiled
+
+    def _mark(self, text: str) -> str:
+        text = text.replace(MARK_START, "").replace(MARK_END, "")
+        return self._special_re.sub(lambda m: MARK_START + m.group() + MARK_END, text)
+
+    def RenderText(self, dialog: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+        """The rendered prompt with markers, as one string (see the class docstring)."""
+        import jinja2
+
+        template = self._template()
+        context = {
+            **self.extra_context,
+            "messages": [{"role": m.role, "content": self._mark(m.content)} for m in dialog],
+            "add_generation_prompt": add_generation_prompt,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "tools": None,
+            "documents": None,
+        }
+        chunks: list[str] = []
+        size = 0
+        try:
+            for chunk in template.generate(**context):
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    raise LlamaError(f"{self.origin} produced more than {MAX_RENDERED_CHARS} characters; refusing it")
+                chunks.append(chunk)
+        except LlamaError:
+            raise
+        except _RaisedByTemplate as exc:
+            raise LlamaError(f"{self.origin} refused the dialog: {exc}") from None
+        except jinja2.exceptions.SecurityError as exc:
+            raise LlamaError(f"{self.origin} tried something the sandbox forbids: {exc}") from None
+        except jinja2.TemplateError as exc:
+            raise LlamaError(f"{self.origin} failed: {exc}") from None
+        except Exception as exc:  # a template is a program from a model file: any failure is its own
+            raise LlamaError(f"{self.origin} failed: {type(exc).__name__}: {exc}") from None
+        return "".join(chunks)
+
+    def Render(self, dialog: Sequence[ChatMessage]) -> list[PromptPart]:
+        check_dialog(dialog)
+        return list(self._split(self.RenderText(dialog)))
+
+    def _split(self, rendered: str) -> Iterator[PromptPart]:
+        """Template specials -> special parts; everything between, including special-token text
+        a user typed (marked), -> one text part, encoded as plain text."""
+        text: list[str] = []
+        position = 0
+        for match in self._split_re.finditer(rendered):
+            text.append(rendered[position : match.start()])
+            typed, special = match.group(1), match.group(2)
+            if special is not None:
+                if "".join(text):
+                    yield PromptPart("".join(text))
+                text = []
+                yield PromptPart(special, special=True)
+            elif typed is not None:
+                text.append(typed)  # typed by a user: stays text, joined with the text around it
+            position = match.end()  # a lone marker (the template cut a marked token apart): dropped
+        text.append(rendered[position:])
+        if "".join(text):
+            yield PromptPart("".join(text))
+
+    # ---- where the model's turn ends ----------------------------------------------------------
+    def StopTokens(self) -> tuple[str, ...]:
+        """The special token the template writes right after an assistant message (the end of
+        the model's turn, "<|im_end|>" for ChatML), found by rendering a probe dialog once: the
+        part after the answer must be special, with at most whitespace between. Empty if there is
+        none, or if the template fails on the probe (then EOS alone ends generation)."""
+        if self._stop_tokens is None:
+            probe = [ChatMessage(ROLE_USER, "hi"), ChatMessage(ROLE_ASSISTANT, _PROBE_ANSWER), ChatMessage(ROLE_USER, "bye")]
+            try:
+                parts = self.Render(probe)
+            except LlamaError:
+                parts = []
+            self._stop_tokens = ()
+            for part, following in zip(parts, parts[1:]):
+                if not part.special and _PROBE_ANSWER in part.text:
+                    if following.special and not part.text.split(_PROBE_ANSWER, 1)[1].strip():
+                        self._stop_tokens = (following.text,)
+                    break
+        return self._stop_tokens
+
+
+def default_chat_template(tokenizer: Any) -> ChatTemplate:
+    """The model's own template when its files carry one; else Llama 3's layout for Llama 3
+    vocabularies (tiktoken, or one with its header tokens) and Llama 2's for the rest."""
+    if getattr(tokenizer, "chat_template", None):
+        return JinjaChatTemplate.from_tokenizer(tokenizer)
+    llama3_tokens = (START_HEADER_ID, END_HEADER_ID, EOT_ID)
+    if tokenizer.kind == "tiktoken" or all(t in tokenizer.special_tokens for t in llama3_tokens):
+        return Llama3ChatTemplate()
+    return Llama2ChatTemplate()
 
 
 def chat_template_for(tokenizer_kind: str) -> ChatTemplate:
@@ -205,12 +511,16 @@ __all__ = [
     "ChatMessage",
     "ChatTemplate",
     "Llama2ChatTemplate",
+    "JinjaChatTemplate",
     "Llama3ChatTemplate",
+    "MARK_END",
+    "MARK_START",
     "PromptPart",
     "PromptTokenizer",
     "build_dialog",
     "chat_template_for",
     "check_dialog",
+    "default_chat_template",
     "encode_parts",
     "encode_text_prompt",
     "render_parts",

@@ -1,14 +1,18 @@
 """MatMul (batched, for attention) and LinearTransformation (x @ W^T, every weight of the model).
 
 LinearTransformation is where the time goes, so its kernels are chosen by shape behind one interface:
-- few rows of x (decode: one token): one matrix-vector kernel call that widens a bf16 x, reads each
-  weight once (bf16 as uint16, widened in a register by a shift + bitcast; or float32), accumulates
-  in float32 and writes the result in x's dtype; it is memory-bound, so reading 2 bytes per weight
-  instead of 4 is the whole game, and the threads join only for a big matrix (a wake-up costs
-  microseconds). LinearTransformations streams several matrices that read the same x in one call;
-- many rows (prefill) and bf16 weights: widen a block of weight rows to float32 and hand the
-  matrix-matrix product to numpy's BLAS, which is compute-bound and fast; float32 weights go to
-  BLAS directly.
+- few rows of x (decode: one token) and bf16 or float32 weights: one matrix-vector kernel call that
+  widens a bf16 x, reads each weight once (bf16 as uint16, widened in a register by a shift +
+  bitcast; or float32), accumulates in float32 and writes the result in x's dtype; it is
+  memory-bound, so reading 2 bytes per weight instead of 4 is the whole game, and the threads join
+  only for a big matrix (a wake-up costs microseconds). LinearTransformations streams several
+  matrices that read the same x in one call;
+- many rows (prefill) and bf16 weights: a register-tiled matrix kernel (gemm_bf16.py) that also reads
+  each weight once, and uses the CPU's bf16 dot-product instruction where it can; it is compute-bound;
+- many rows and float32 weights (llama2.c files): numpy's BLAS directly;
+- float16 and block-quantized weights (GGUF files): a matrix-vector kernel of their own for few rows,
+  and for many rows a block of rows dequantized at a time and handed to BLAS (quantized.py, with one
+  file per block type).
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from ..common.errors import DTypeError, ShapeError
 from .bfloat16 import as_f32, as_storage, bf16_bits_to_float32, float32_to_bf16_bits, rows_as_f32
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
+from .gemm_bf16 import linear_bf16_weights_many_rows
+from .quantized import BLOCK_DTYPES, linear as _linear_block_weights
 from .tensor import Tensor, format_dims
 
-GEMV_MAX_ROWS = 4  # up to this many rows of x use the fused kernel; more go through BLAS
+_WEIGHT_DTYPES = (DT_F32, DT_BF16, *BLOCK_DTYPES)
+GEMV_MAX_ROWS = 4  # up to this many rows of x use the matrix-vector kernel; more go to the prefill kernels
 # Weight bytes from which the matrix-vector kernel splits its rows over the threads: below, waking
 # the second thread costs more than the reading it saves (bench.decode's fixed-cost and 110M shapes)
 _PARALLEL_MIN_BYTES = 1 << 19
-_WIDEN_BLOCK_BYTES = 32 << 20  # float32 bytes of weight rows widened at a time in the BLAS path
 # Reassociation lets LLVM keep several vector accumulators per dot product (the loop is then bound by
 # memory, not by the latency of one add chain); no flag that assumes away NaNs or infinities.
 _FAST = {"reassoc", "contract"}
@@ -112,24 +118,6 @@ def gemv(x2: np.ndarray, w: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def _linear_bf16_weights(x2: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x2 [n, k] float32 @ w [m, k] (bf16 bits)^T -> [n, m] float32."""
-    n = x2.shape[0]
-    m, k = w.shape
-    out = np.empty((n, m), dtype=np.float32)
-    # Blocks of weight rows produce blocks of output *columns*; computing the transposed product
-    # (w_block @ x^T) writes each block as contiguous rows, which BLAS needs (a strided `out`
-    # makes numpy fall back to a loop that is 5x slower).
-    block = max(1, _WIDEN_BLOCK_BYTES // (4 * max(k, 1)))
-    out_t = np.empty((m, n), dtype=np.float32)
-    x2_t = x2.T
-    for r0 in range(0, m, block):
-        r1 = min(m, r0 + block)
-        np.matmul(bf16_bits_to_float32(w[r0:r1]), x2_t, out=out_t[r0:r1])
-    out[...] = out_t.T
-    return out
-
-
 # ---- ops ------------------------------------------------------------------------------------------
 
 
@@ -138,15 +126,18 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
 
     Dtypes: F32 x F32 -> F32; BF16 x BF16 -> BF16 (accumulated in float32, rounded once);
     F32 x BF16 -> F32 (documented promotion for the f32 compute mode: the bf16 weights are widened
-    inside the kernel, never copied).
+    inside the kernel, never copied). F16 and block-quantized weights (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)
+    take either x: F32 -> F32, BF16 -> BF16 (accumulated in float32, rounded once); their kernels
+    read the stored blocks and never round a weight.
     """
     if type(x) is not Tensor or type(w) is not Tensor:  # subclasses too, by the slower checks
         require_tensor("LinearTransformation", "x", x)
         require_tensor("LinearTransformation", "weights", w)
     xd, wd = x.dtype, w.dtype
-    if not (xd is DT_F32 or xd is DT_BF16) or not (wd is DT_F32 or wd is DT_BF16):
+    plain = wd is DT_F32 or wd is DT_BF16  # the weights this file's kernels read (others: quantized.py)
+    if not (xd is DT_F32 or xd is DT_BF16) or not (plain or wd in BLOCK_DTYPES):
         require_dtype("LinearTransformation", x, (DT_F32, DT_BF16), "x")
-        require_dtype("LinearTransformation", w, (DT_F32, DT_BF16), "weights")
+        require_dtype("LinearTransformation", w, _WEIGHT_DTYPES, "weights")
     x_shape, w_shape = x.shape, w.shape
     if len(w_shape) != 2:
         raise ShapeError(f"LinearTransformation: weights must be 2-D [out, in], got shape {format_dims(w_shape)}")
@@ -160,21 +151,22 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
             "LinearTransformation: x is BF16 but weights are F32; convert the weights with ToBFloat16 "
             "or compute in f32 mode"
         )
-    if len(x_shape) == 2 and x_shape[0] <= GEMV_MAX_ROWS:
+    if plain and len(x_shape) == 2 and x_shape[0] <= GEMV_MAX_ROWS:
         # decode: one kernel call widens x, reads each weight once and rounds the result
         return Tensor.wrap(gemv(x.data, w.data, x.data.dtype), xd)
     lead = x_shape[:-1]
     x2 = x.data.reshape(math.prod(lead), x_shape[-1])
-    if x2.shape[0] <= GEMV_MAX_ROWS:
-        # decode: one kernel call widens x, reads each weight once and rounds the result
+    if plain and x2.shape[0] <= GEMV_MAX_ROWS:
         out = gemv(x2, w.data, x.data.dtype)
-        return Tensor.wrap(out.reshape(*lead, w.shape[0]), x.dtype)
-    if x.dtype is DT_BF16:
-        x2 = bf16_bits_to_float32(x2)
-    if w.dtype is DT_BF16:
-        out = _linear_bf16_weights(x2, w.data)
-    else:
+        return Tensor.wrap(out.reshape(*lead, w_shape[0]), xd)
+    if xd is DT_BF16 and wd is not DT_BF16:
+        x2 = bf16_bits_to_float32(x2)  # (the bf16 prefill kernel reads bf16 x as it is)
+    if wd is DT_BF16:
+        out = linear_bf16_weights_many_rows(x2, w.data)
+    elif w.dtype is DT_F32:
         out = x2 @ w.data.T
+    else:
+        out = _linear_block_weights(x2, w.dtype, w.data)
     out = out.reshape(*lead, w.shape[0])
     if x.dtype is DT_BF16:
         return Tensor.wrap(float32_to_bf16_bits(out), DT_BF16)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..common.errors import LlamaError, SequenceLengthError
+from ..common.memory import check_allocation
 from ..ml import DT_BF16, DT_F32, DataType, Tensor, Zeros
 from .modelargs import ModelArgs
 
@@ -45,8 +46,21 @@ class InferenceContext:
                 f"max_seq_len {self.args.max_seq_len}"
             )
         shape = (self.sequence_length, self.args.n_kv_heads, self.args.head_dim)
+        self._check_memory(dtype)
         self.cache_k = [Zeros(shape, dtype) for _ in range(self.args.n_layers)]
         self.cache_v = [Zeros(shape, dtype) for _ in range(self.args.n_layers)]
+
+    def _check_memory(self, dtype: DataType) -> None:
+        """Before np.full touches every page of a cache that cannot fit: say so, and what would."""
+        a = self.args
+        per_position = 2 * a.n_layers * a.n_kv_heads * a.head_dim * dtype.itemsize
+        check_allocation(
+            "the KV cache",
+            per_position * self.sequence_length,
+            f"keys and values: 2 x {a.n_layers} layers x {self.sequence_length} positions x {a.n_kv_heads} "
+            f"kv heads x head_dim {a.head_dim} x {dtype.itemsize} bytes ({dtype})",
+            lambda available: f"a sequence length of at most {available // per_position} fits (--sequence-length)",
+        )
 
     @property
     def dtype(self) -> DataType:

@@ -17,6 +17,7 @@ nothing is read until a kernel touches it.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,9 @@ class Llama2cHeader:
         return shapes
 
     def expected_file_size(self) -> int:
-        floats = sum(int(np.prod(shape, dtype=np.int64)) for _, shape in self.tensor_shapes())
+        # Python ints, never int64: seven int32 fields multiply to far more than 2^63, and a wrapped
+        # product can be chosen to equal a tiny file's size.
+        floats = sum(math.prod(shape) for _, shape in self.tensor_shapes())
         return HEADER.size + floats * FLOAT_BYTES
 
 
@@ -152,7 +155,7 @@ def _split(floats: np.ndarray, shapes: list[tuple[str, tuple[int, ...]]]) -> dic
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for name, shape in shapes:
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         arrays[name] = floats[offset : offset + count].reshape(shape)
         offset += count
     return arrays

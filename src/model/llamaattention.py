@@ -25,13 +25,14 @@ from ..ml import (
 )
 from .inferencecontext import InferenceContext
 from .modelargs import ModelArgs
-from .rope import applyRotaryEmbeddings
+from .rope import ROPE_INTERLEAVED, applyRotaryEmbeddings
 from .weights import LayerWeights
 
 
 class LlamaAttention:
-    def __init__(self, layer_index: int, args: ModelArgs, weights: LayerWeights) -> None:
+    def __init__(self, layer_index: int, args: ModelArgs, weights: LayerWeights, rope_pairing: str = ROPE_INTERLEAVED) -> None:
         self.layer_index = layer_index
+        self.rope_pairing = rope_pairing  # how wq/wk rows pair the rotated features (see rope.py)
         self.n_heads = args.n_heads
         self.n_kv_heads = args.n_kv_heads
         self.n_rep = args.n_rep
@@ -71,8 +72,8 @@ class LlamaAttention:
         GLogger.DebugPrintf("Reshaped xq %s, xk %s, xv %s", xq, xk, xv)
 
         GLogger.DebugStage(10, "Applying rotary embeddings")
-        xq = applyRotaryEmbeddings(xq, freqs_cis, "xq")
-        xk = applyRotaryEmbeddings(xk, freqs_cis, "xk")
+        xq = applyRotaryEmbeddings(xq, freqs_cis, "xq", self.rope_pairing)
+        xk = applyRotaryEmbeddings(xk, freqs_cis, "xk", self.rope_pairing)
         GLogger.DebugPrintf("Rotated xq %s and xk %s", xq, xk)
         self._record(infContext, "xq_rope", xq)
         self._record(infContext, "xk_rope", xk)
@@ -122,6 +123,7 @@ class LlamaAttention:
         GLogger.DebugPrintf("Calling Softmax for scores %s over dim -1 (in float32) -> tensor scores", scores)
         scores = Softmax(scores, -1)
         self._record(infContext, "scores", scores)
+        GLogger.DebugValues("Attention weights of head 0, last query, over positions 0..%d: %s", scores.shape[-1] - 1, lambda: _weights_row(scores))
 
         GLogger.DebugStage(14, "Calculating the attention output")
         GLogger.DebugPrintf("Calling MatMul for scores %s and values %s -> tensor output", scores, values)
@@ -144,8 +146,14 @@ class LlamaAttention:
         )
         output, scores = Attention(xq, keys, values, self.sqrt_head_dim)
         self._record(infContext, "scores", scores)
+        GLogger.DebugValues("Attention weights of head 0, last query, over positions 0..%d: %s", scores.shape[-1] - 1, lambda: _weights_row(scores))
 
         GLogger.DebugStage(14, "Calculating the attention output")
         output = Reshape(output, [1, self.n_heads * self.head_dim])
         GLogger.DebugPrintf("Reshaped output -> %s (the heads side by side)", output)
         return output
+
+
+def _weights_row(scores: Tensor) -> str:
+    """Head 0's last row of softmax weights, three decimals each (the whole row: it sums to 1)."""
+    return "[" + " ".join(f"{p:.3f}" for p in scores.numpy()[0, -1]) + "]"

@@ -1,6 +1,7 @@
 """LlamaTransformer: token ids in, float32 logits out. The whole forward pass, stage by stage.
 
     Forward(infContext, inputTokens, startPos) -> logits [n_tokens, vocab] F32
+    Forward(infContext, inputTokens, startPos, lastRowOnly=True) -> logits [1, vocab] F32 (generation)
 
   STAGE 04  input embedding: one row of tok_embeddings per token
             + the rotary table freqs_cis sliced at startPos, and the causal mask
@@ -17,8 +18,10 @@ import math
 import numpy as np
 
 from ..common import GLogger, SequenceLengthError, ShapeError
+from ..common.memory import check_allocation
 from ..ml import (
-
+    DT_BF16,
+    DT_F16,
     DT_F32,
     DT_INT64,
     Embedding,
@@ -34,17 +37,22 @@ from .inferencecontext import InferenceContext, compute_dtype
 from .llamatransformerblock import LlamaTransformerBlock
 from .modelargs import ModelArgs
 from .rmsnorm import RMSNorm
-from .rope import precomputeFreqsCis
+from .rope import ROPE_PAIRINGS, precomputeFreqsCis
 from .weights import LayerWeights, ModelWeights
 
 
 def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
     """bf16 mode needs bf16 weights (float32 files, such as llama2.c's, are rounded once: a copy).
     f32 mode keeps matrices as stored (bf16 is widened inside the kernels) and widens only the small
-    norm vectors, so element-wise multiplies see one dtype."""
+    norm vectors, so element-wise multiplies see one dtype. F16 and block-quantized matrices (GGUF
+    files) stay as stored in both modes: their kernels read the blocks with either activation dtype,
+    and rounding them to bf16 would change the model."""
     if mode == "bf16":
         convert = ToBFloat16
-        convert_matrix = ToBFloat16
+
+        def convert_matrix(t: Tensor) -> Tensor:
+            return t if t.dtype is DT_F16 or t.dtype.is_quantized else ToBFloat16(t)
+
     else:
         convert = ToFloat32
         convert_matrix = lambda t: t  # noqa: E731 - weights stay as stored
@@ -64,18 +72,50 @@ def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
 
     tok = convert_matrix(weights.tok_embeddings)
     output = tok if weights.shared_classifier else convert_matrix(weights.output)
-    return ModelWeights(tok_embeddings=tok, layers=[layer(lw) for lw in weights.layers], norm=convert(weights.norm), output=output)
+    return ModelWeights(
+        tok_embeddings=tok, layers=[layer(lw) for lw in weights.layers], norm=convert(weights.norm), output=output,
+        rope_pairing=weights.rope_pairing,
+    )
+
+
+def _check_model_memory(args: ModelArgs, weights: ModelWeights, mode: str) -> None:
+    """What building the model allocates, checked before it is: the bf16 copies of float32 weights
+    (bf16 mode), and the RoPE table for every position up to max_seq_len."""
+    if mode == "bf16":
+        converted = sum(
+            t.numel() * DT_BF16.itemsize
+            for _, t in weights.named_tensors()
+            if t.dtype is not DT_BF16 and t.dtype is not DT_F16 and not t.dtype.is_quantized
+        )
+        check_allocation(
+            "the bf16 copy of the float32 weights",
+            converted,
+            "bf16 compute rounds the file's float32 weights once, 2 bytes per weight",
+            "run in f32 mode, which uses the weights as stored",
+        )
+    entries = args.max_seq_len * (args.head_dim // 2)
+    # complex64 table (8 bytes) plus its float32 angle and magnitude temporaries (4 + 4 bytes)
+    check_allocation(
+        "the RoPE table freqs_cis",
+        entries * 16,
+        f"max_seq_len {args.max_seq_len} x head_dim/2 {args.head_dim // 2} complex64 entries, with temporaries",
+        "the model's max_seq_len is larger than this machine can hold",
+    )
 
 
 class LlamaTransformer:
     def __init__(self, args: ModelArgs, weights: ModelWeights, mode: str = "bf16") -> None:
         compute_dtype(mode)  # validates the mode name
+        _check_model_memory(args, weights, mode)
         self.args = args
         self.mode = mode
         self.dtype = compute_dtype(mode)
         w = _weights_for_mode(weights, mode)
         self.tok_embd = w.tok_embeddings
-        self.layers = [LlamaTransformerBlock(i, args, lw) for i, lw in enumerate(w.layers)]
+        if w.rope_pairing not in ROPE_PAIRINGS:
+            raise ShapeError(f"LlamaTransformer: unknown RoPE pairing {w.rope_pairing!r} (expected one of {', '.join(ROPE_PAIRINGS)})")
+        self.rope_pairing = w.rope_pairing
+        self.layers = [LlamaTransformerBlock(i, args, lw, w.rope_pairing) for i, lw in enumerate(w.layers)]
         self.output_norm = RMSNorm(args.norm_eps, w.norm, "LlamaTransformer.output_norm")
         self.output = w.output
         self.freqs_cis = precomputeFreqsCis(args.head_dim, args.max_seq_len, args.rope_theta, args.rope_scaling)
@@ -84,7 +124,7 @@ class LlamaTransformer:
         return InferenceContext(self.args, sequence_length or self.args.max_seq_len, self.mode)
 
     # ---- Forward --------------------------------------------------------------------------------
-    def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int) -> Tensor:
+    def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int, lastRowOnly: bool = False) -> Tensor:
         sequenceLength = inputTokens.shape[0] if inputTokens.ndim == 1 else -1
         if sequenceLength < 1:
             raise ShapeError(f"Forward: inputTokens must be a non-empty 1-D tensor, got shape {list(inputTokens.shape)}")
@@ -105,6 +145,11 @@ class LlamaTransformer:
             currentTensor = layer.Forward(infContext, currentTensor, startPos, freqs_cis, mask)
 
         GLogger.DebugStage(19, "Forward pass through the output")
+        if lastRowOnly and sequenceLength > 1:
+            # Generation needs only the prediction after the last token: the output matrix, the
+            # largest of the model, then multiplies one row instead of sequenceLength rows.
+            GLogger.DebugPrintf("Slicing the last row of currentTensor %s (only its logits are needed) -> tensor currentTensor", currentTensor)
+            currentTensor = Slice(currentTensor, 0, sequenceLength - 1, sequenceLength)
         GLogger.DebugPrintf(
             "Calling RMSNorm for currentTensor %s (result of all transformer blocks) and LlamaTransformer.output_norm weights %s -> tensor currentTensor",
             currentTensor,

@@ -9,14 +9,15 @@ from .llamaattention import LlamaAttention
 from .llamafeedforward import LlamaFeedForward
 from .modelargs import ModelArgs
 from .rmsnorm import RMSNorm
+from .rope import ROPE_INTERLEAVED
 from .weights import LayerWeights
 
 
 class LlamaTransformerBlock:
-    def __init__(self, layer_index: int, args: ModelArgs, weights: LayerWeights) -> None:
+    def __init__(self, layer_index: int, args: ModelArgs, weights: LayerWeights, rope_pairing: str = ROPE_INTERLEAVED) -> None:
         self.layer_index = layer_index
         self.attn_norm = RMSNorm(args.norm_eps, weights.attention_norm, "LlamaTransformerBlock.attn_norm")
-        self.attention = LlamaAttention(layer_index, args, weights)
+        self.attention = LlamaAttention(layer_index, args, weights, rope_pairing)
         self.ffn_norm = RMSNorm(args.norm_eps, weights.ffn_norm, "LlamaTransformerBlock.ffn_norm")
         self.feedForward = LlamaFeedForward(layer_index, weights)
 

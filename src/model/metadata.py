@@ -6,6 +6,7 @@ same information as data, so the rich table, `--json` and the tests read one str
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: str
     numel: int
-    nbytes: int  # bytes in memory (a float16 file's tensors are float32 in memory)
+    nbytes: int  # bytes in memory: a quantized tensor's real block bytes (a .pth float16 tensor is float32 here)
 
     @property
     def shape_text(self) -> str:
@@ -45,11 +46,18 @@ class ModelMetadata:
     tokenizer: str = ""
     parameter_count: int = field(init=False)
     total_bytes: int = field(init=False)
+    weight_types: dict[str, int] = field(init=False)  # dtype -> number of tensors, most common first
 
     def __post_init__(self) -> None:
         # A shared classifier is one tensor, listed once, so it is counted once.
         self.parameter_count = sum(t.numel for t in self.tensors)
         self.total_bytes = sum(t.nbytes for t in self.tensors)
+        self.weight_types = dict(Counter(t.dtype for t in self.tensors).most_common())
+
+    @property
+    def weight_types_text(self) -> str:
+        """'Q4_1 x210, F32 x61, Q8_0 x1': the quantization of the weights at a glance."""
+        return ", ".join(f"{dtype} x{count}" for dtype, count in self.weight_types.items())
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (tuples become lists)."""

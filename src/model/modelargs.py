@@ -25,12 +25,16 @@ def ffn_hidden_dim(dim: int, multiple_of: int, ffn_dim_multiplier: float | None)
 @dataclass(frozen=True)
 class RopeScaling:
     """Llama 3.1's stretch of the slow RoPE frequencies (Meta's `apply_scaling`, Hugging Face's
-    `rope_scaling` of type "llama3", GGUF's `llama.rope.scaling.*`)."""
+    `rope_scaling` of type "llama3").
+
+    A GGUF file states the result instead of the rule: `freq_factors` holds one divisor per pair of
+    a head (llama.cpp's `rope_freqs.weight`), and when it is set the four constants are unused."""
 
     factor: float = 8.0
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
     original_max_position_embeddings: int = 8192
+    freq_factors: tuple[float, ...] | None = None
 
 
 # Meta's params.json only says `"use_scaled_rope": true`; its code hard-codes these constants.
@@ -84,11 +88,20 @@ class ModelArgs:
             ("ffn_dim_multiplier", str(self.ffn_dim_multiplier)),
             ("norm_eps", str(self.norm_eps)),
             ("rope_theta", str(self.rope_theta)),
-            ("rope_scaling", "none" if self.rope_scaling is None else (
-                f"factor {self.rope_scaling.factor:g}, low_freq_factor {self.rope_scaling.low_freq_factor:g}, "
-                f"high_freq_factor {self.rope_scaling.high_freq_factor:g}, "
-                f"original context {self.rope_scaling.original_max_position_embeddings}")),
+            ("rope_scaling", _rope_scaling_text(self.rope_scaling)),
             ("max_seq_len", str(self.max_seq_len)),
         ]
         rows += [(f"{k} (unused)", repr(v)) for k, v in self.extra.items()]
         return rows
+
+
+def _rope_scaling_text(scaling: RopeScaling | None) -> str:
+    if scaling is None:
+        return "none"
+    if scaling.freq_factors is not None:
+        factors = scaling.freq_factors
+        return f"per-pair divisors from the file ({len(factors)} pairs, {min(factors):g} to {max(factors):g})"
+    return (
+        f"factor {scaling.factor:g}, low_freq_factor {scaling.low_freq_factor:g}, "
+        f"high_freq_factor {scaling.high_freq_factor:g}, original context {scaling.original_max_position_embeddings}"
+    )

@@ -1,7 +1,9 @@
 """ModelWeights: every tensor of the model under Meta's names, whatever file it came from.
 
-The transformer reads only this structure, so Meta's `consolidated.00.pth` and a llama2.c `.bin`
-feed the same Forward.
+The transformer reads only this structure, so Meta's `consolidated.00.pth`, a llama2.c `.bin` and a
+Hugging Face checkpoint feed the same Forward. What the structure does say is one convention of the
+weights themselves: how the rows of wq and wk pair the features that RoPE rotates together
+(`rope_pairing`, see rope.py), because Hugging Face's checkpoints order them differently.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..ml import Tensor
+from .rope import ROPE_INTERLEAVED
 
 
 @dataclass
@@ -43,6 +46,9 @@ class ModelWeights:
     layers: list[LayerWeights]
     norm: Tensor  # [dim]
     output: Tensor  # [vocab, dim]; the same Tensor as tok_embeddings when the classifier is shared
+    # ROPE_INTERLEAVED: wq/wk rows pair features (2i, 2i+1) (Meta, llama2.c, GGUF);
+    # ROPE_HALVES: (i, i + head_dim/2) (Hugging Face). The loader that read the file sets it.
+    rope_pairing: str = ROPE_INTERLEAVED
 
     @property
     def shared_classifier(self) -> bool:

@@ -12,7 +12,10 @@ shape, strides) and `src/torch/checkpoint.py` validates it and maps it over the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
+
+from ..common.saferepr import short_repr
+from .limits import DEFAULT_LIMITS, INT64_MAX
 
 
 class PickleValueError(ValueError):
@@ -31,6 +34,7 @@ class StorageType:
     dtype: str  # torch's dtype name: "bfloat16"
     itemsize: int
     supported: bool
+    bounded_repr: ClassVar[bool] = True  # short_repr may quote it: its repr is its qualname
 
     def __repr__(self) -> str:
         return self.qualname
@@ -53,14 +57,27 @@ class AllowedCallable:
 
     qualname: str
     function: Callable[..., Any]
+    bounded_repr: ClassVar[bool] = True
 
     def __repr__(self) -> str:
         return self.qualname
 
 
+def _is_int64(value: Any) -> bool:
+    return type(value) is int and -INT64_MAX - 1 <= value <= INT64_MAX
+
+
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise PickleValueError(f"{what} must be a tuple of ints, got {value!r}")
+    if not isinstance(value, tuple):
+        raise PickleValueError(f"{what} must be a tuple of ints, got {short_repr(value)}")
+    if len(value) > DEFAULT_LIMITS.max_tensor_dims:
+        raise PickleValueError(
+            f"{what} has {len(value)} dimensions, more than the {DEFAULT_LIMITS.max_tensor_dims} a tensor may have"
+        )
+    # int64, as torch stores them: larger numbers describe no tensor, and their products would
+    # reach sizes Python refuses to print.
+    if not all(_is_int64(v) for v in value):
+        raise PickleValueError(f"{what} must be a tuple of 64-bit ints, got {short_repr(value)}")
     return value
 
 
@@ -69,14 +86,14 @@ def rebuild_tensor_v2(*args: Any) -> TensorRecord:
     if len(args) not in (6, 7):
         raise PickleValueError(f"expected 6 or 7 arguments, got {len(args)}")
     storage, offset, size, stride, requires_grad = args[:5]
-    if not isinstance(offset, int) or isinstance(offset, bool):
-        raise PickleValueError(f"storage_offset must be an int, got {offset!r}")
+    if not _is_int64(offset):
+        raise PickleValueError(f"storage_offset must be a 64-bit int, got {short_repr(offset)}")
     size = _int_tuple(size, "size")
     stride = _int_tuple(stride, "stride")
     if len(size) != len(stride):
         raise PickleValueError(f"size {size} and stride {stride} have different lengths")
     if not isinstance(requires_grad, bool):
-        raise PickleValueError(f"requires_grad must be a bool, got {requires_grad!r}")
+        raise PickleValueError(f"requires_grad must be a bool, got {short_repr(requires_grad)}")
     # backward_hooks (args[5]) is an empty OrderedDict in every saved state dict; hooks are code, and
     # they are never saved by torch anyway, so it is ignored. Same for the optional metadata.
     return TensorRecord(storage, offset, size, stride, requires_grad)

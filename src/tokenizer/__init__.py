@@ -1,7 +1,9 @@
-"""Tokenizers: one interface (`Tokenizer`), three file formats, one loader.
+"""Tokenizers: one interface (`Tokenizer`), three tokenizer files, GGUF and Hugging Face vocabs.
 
-`load_tokenizer(path)` looks at the file's content, never its name, because the same name
-("tokenizer.model") is used by both Llama 2 (SentencePiece) and Llama 3 (tiktoken).
+`load_tokenizer(path)` opens a tokenizer file by its content, never its name, because the same
+name ("tokenizer.model") is used by both Llama 2 (SentencePiece) and Llama 3 (tiktoken).
+A GGUF model carries its vocab as metadata: `gguf_vocab.tokenizer_from_gguf(metadata, path)`.
+A Hugging Face model directory has tokenizer.json: `hf_tokenizer.load_hf_tokenizer(directory)`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import struct
 from pathlib import Path
 
 from ..common.errors import TokenizerError
+from ..common.files import read_regular_file
 from .llama2c_tokenizer import (
     LLAMA2C_CONTROL_PIECES,
     MAX_PLAUSIBLE_TOKEN_LENGTH,
     Llama2cTokenizer,
     read_llama2c_vocab,
 )
+from .bpe_tokenizer import BPETokenizer
+from .gguf_vocab import tokenizer_from_gguf
+from .hf_tokenizer import HFTokenizer, load_hf_tokenizer
 from .sentencepiece_tokenizer import SentencePieceTokenizer
+from .spm_tokenizer import SPMTokenizer
 from .tiktoken_tokenizer import TiktokenTokenizer
-from .tokenizer import SENTENCEPIECE_SPACE, Tokenizer
+from .tokenizer import SENTENCEPIECE_SPACE, InvalidTextError, Tokenizer, TokenType
 
 NOT_RECOGNISED = (
     "not a recognised tokenizer: expected a SentencePiece model, a tiktoken ranks file "
@@ -35,6 +42,9 @@ _TIKTOKEN_FIRST_LINE = re.compile(rb"[A-Za-z0-9+/]+={0,2} \d+\r?(\n|$)")
 _LLAMA2C_FIRST_RECORD = struct.Struct("<ifi")  # max_token_length, score, length
 _INT32_SIZE = 4
 _LLAMA2C_RECORD_HEADER_SIZE = 8  # float32 score, int32 length
+# A tokenizer file is read into memory whole. The largest real ones are a few MB (Llama 3's ranks
+# 2.2 MB, a 256k-piece SentencePiece model about 4 MB); 64 MiB refuses /dev/zero-like inputs early.
+MAX_TOKENIZER_BYTES = 64 << 20
 
 
 def load_tokenizer(path: str | Path, llama2c_vocab_size: int | None = None) -> Tokenizer:
@@ -57,15 +67,8 @@ def load_tokenizer(path: str | Path, llama2c_vocab_size: int | None = None) -> T
 
 
 def _read(path: str | Path) -> bytes:
-    file = Path(path)
-    if not file.exists():
-        raise TokenizerError(path, "tokenizer file not found")
-    if file.is_dir():
-        raise TokenizerError(path, "is a directory, expected a tokenizer file")
-    try:
-        return file.read_bytes()
-    except OSError as exc:
-        raise TokenizerError(path, f"cannot read the tokenizer file: {exc.strerror or exc}") from exc
+    """The file's bytes: only a regular file (not a FIFO, a device, a directory), of a sane size."""
+    return read_regular_file(path, MAX_TOKENIZER_BYTES, TokenizerError, "tokenizer file")
 
 
 def _looks_like_tiktoken(data: bytes) -> bool:
@@ -116,11 +119,20 @@ def _looks_like_sentencepiece(data: bytes) -> bool:
 
 
 __all__ = [
+    "BPETokenizer",
+    "HFTokenizer",
+    "InvalidTextError",
+    "MAX_TOKENIZER_BYTES",
     "Llama2cTokenizer",
     "NOT_RECOGNISED",
     "SENTENCEPIECE_SPACE",
+    "SPMTokenizer",
     "SentencePieceTokenizer",
     "TiktokenTokenizer",
+    "TokenType",
     "Tokenizer",
+    "load_hf_tokenizer",
     "load_tokenizer",
+    "tokenizer_from_gguf",
 ]
+

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..common.errors import TokenizerError
-from .tokenizer import Tokenizer, parse_byte_piece
+from .pair_merge import PairMerge, merge_adjacent_pairs, score_priorities
+from .tokenizer import Tokenizer, check_text, parse_byte_piece
 
 _INT32 = struct.Struct("<i")
 _RECORD_HEADER = struct.Struct("<fi")  # score, length
@@ -118,6 +119,7 @@ class Llama2cTokenizer(Tokenizer):
                 raise TokenizerError(path, f"cannot read the llama2.c tokenizer: {exc.strerror or exc}") from exc
         self.vocab = read_llama2c_vocab(path, data, vocab_size)
         self._ids: dict[bytes, int] = {piece: id for id, piece in enumerate(self.vocab.pieces)}
+        self._priorities: list[int] = score_priorities(self.vocab.scores)
         self._control_ids = self._find_control_ids()
         super().__init__(
             path=path,
@@ -153,6 +155,7 @@ class Llama2cTokenizer(Tokenizer):
 
     # ---- encoding (run.c's `encode`) --------------------------------------------------------
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        check_text(text)
         ids = self._merge(self._initial_ids(text))
         if bos:
             ids.insert(0, _BOS_ID)
@@ -194,31 +197,21 @@ class Llama2cTokenizer(Tokenizer):
         run.c runs this loop with BOS already at the front; we add BOS afterwards, which gives the
         same ids because no vocab piece starts with BOS's text "\\n<s>\\n".
         Ties go to the leftmost pair (run.c only replaces the best on a strictly higher score).
-        Unlike run.c, each pair's merge is looked up once and kept in `pair_ids`/`pair_scores`;
-        after a merge only the two pairs touching the new token change. Same result, but a long
-        prompt no longer re-concatenates every pair on every step.
+        run.c rescans every pair after each merge, which is quadratic in the prompt length; the
+        shared loop in pair_merge.py keeps the pairs in a heap instead and gives the same ids.
         """
-        pair_ids = [self._pair_merge(ids[i], ids[i + 1]) for i in range(len(ids) - 1)]
-        pair_scores = [self._merge_score(merged) for merged in pair_ids]
-        while pair_scores:
-            best_score = max(pair_scores)
-            if best_score == -math.inf:
-                break
-            best = pair_scores.index(best_score)  # the leftmost of equal scores, as in run.c
-            ids[best : best + 2] = [pair_ids[best]]
-            del pair_ids[best], pair_scores[best]
-            for i in (best - 1, best):  # the pairs (left neighbour, new) and (new, right neighbour)
-                if 0 <= i < len(pair_ids):
-                    pair_ids[i] = self._pair_merge(ids[i], ids[i + 1])
-                    pair_scores[i] = self._merge_score(pair_ids[i])
-        return ids
+        return merge_adjacent_pairs(ids, self._pair_merge)
 
-    def _pair_merge(self, left: int, right: int) -> int:
-        """The id of the concatenated pieces, or -1 if that text is not in the vocab."""
-        return self._ids.get(self.vocab.pieces[left] + self.vocab.pieces[right], -1)
+    def _pair_merge(self, left: int, right: int) -> PairMerge | None:
+        """(priority, id) of the concatenated pieces, or None if that text is not in the vocab.
 
-    def _merge_score(self, merged: int) -> float:
-        return -math.inf if merged < 0 else self.vocab.scores[merged]
+        The priority is the place of the piece's score in descending order (`score_priorities`),
+        because the shared loop merges the lowest priority first.
+        """
+        merged = self._ids.get(self.vocab.pieces[left] + self.vocab.pieces[right])
+        if merged is None:
+            return None
+        return self._priorities[merged], merged
 
     # ---- decoding (run.c's `decode`) --------------------------------------------------------
     def decode(self, ids: list[int]) -> str:

@@ -12,7 +12,8 @@ from typing import ClassVar
 import sentencepiece
 
 from ..common.errors import TokenizerError
-from .tokenizer import SENTENCEPIECE_SPACE, Tokenizer, parse_byte_piece
+from ..common.files import read_regular_file
+from .tokenizer import SENTENCEPIECE_SPACE, Tokenizer, check_text, parse_byte_piece
 
 # sentencepiece reports "no such token" as -1.
 _ABSENT = -1
@@ -30,15 +31,20 @@ class SentencePieceTokenizer(Tokenizer):
 
     def __init__(self, path: str | Path, model_proto: bytes | None = None) -> None:
         """Load `path`; pass `model_proto` when the bytes are already in memory (the loader)."""
+        if model_proto is None:
+            from . import MAX_TOKENIZER_BYTES
+
+            model_proto = read_regular_file(path, MAX_TOKENIZER_BYTES, TokenizerError, "SentencePiece model")
         try:
-            if model_proto is None:
-                model_proto = Path(path).read_bytes()
             self._sp = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
-        except OSError as exc:
-            raise TokenizerError(path, f"cannot read the SentencePiece model: {exc.strerror or exc}") from exc
         except RuntimeError as exc:
             # sentencepiece raises RuntimeError with its parser's text for a bad protobuf.
-            raise TokenizerError(path, f"not a valid SentencePiece model: {exc}") from exc
+            raise TokenizerError(path, f"not a valid SentencePiece model: {exc}") from None
+        except UnicodeDecodeError as exc:
+            # ... and when that text quotes a corrupt piece, turning it into a str fails instead.
+            reason = bytes(exc.object).decode("utf-8", errors="replace")
+            raise TokenizerError(path, f"not a valid SentencePiece model: {reason}") from None
+        self._check_pieces(path)
 
         vocab_size = self._sp.vocab_size()
         eos_id = _optional_id(self._sp.eos_id())
@@ -54,6 +60,24 @@ class SentencePieceTokenizer(Tokenizer):
         # Cached because a streaming decoder asks for every generated token.
         self._bytes_cache: dict[int, bytes] = {}
 
+    def _check_pieces(self, path: str | Path) -> None:
+        """Every piece must be UTF-8: sentencepiece checks only some, and a corrupt one would raise
+        UnicodeDecodeError at the first encode or decode that touches it."""
+        try:
+            self._sp.id_to_piece(list(range(self._sp.vocab_size())))
+            return
+        except UnicodeDecodeError:
+            pass
+        for id in range(self._sp.vocab_size()):
+            try:
+                self._sp.id_to_piece(id)
+            except UnicodeDecodeError as exc:
+                raise TokenizerError(
+                    path,
+                    f"not a valid SentencePiece model: piece {id} is not valid UTF-8 "
+                    f"({bytes(exc.object)[:40]!r}); the file is corrupt",
+                ) from None
+
     def _find_special_tokens(self) -> dict[str, int]:
         """Control and unknown pieces ("<unk>", "<s>", "</s>"): they never become text."""
         return {
@@ -64,6 +88,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     # ---- Tokenizer ----------------------------------------------------------------------------
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        check_text(text)
         ids: list[int] = list(self._sp.encode(text))
         if bos and self.bos_id is not None:
             ids.insert(0, self.bos_id)

@@ -18,7 +18,7 @@ from typing import ClassVar
 import tiktoken
 
 from ..common.errors import TokenizerError
-from .tokenizer import Tokenizer, byte_piece_text
+from .tokenizer import Tokenizer, byte_piece_text, check_text
 
 # Meta's Llama 3 pre-tokenizer: contractions, words (with one leading non-letter), numbers of up
 # to 3 digits, punctuation runs, newlines, and whitespace (leaving one space to lead the next word).
@@ -160,6 +160,7 @@ class TiktokenTokenizer(Tokenizer):
     # ---- Tokenizer ----------------------------------------------------------------------------
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         """Plain text: a special token's name typed by a user is encoded as ordinary text."""
+        check_text(text)
         ids = self._encoding.encode(text, allowed_special=set(), disallowed_special=())
         return self._wrap(ids, bos, eos)
 
@@ -169,6 +170,7 @@ class TiktokenTokenizer(Tokenizer):
         For chat templates, which build their text from trusted special-token names; never pass
         user input here.
         """
+        check_text(text)
         ids = self._encoding.encode(text, allowed_special="all", disallowed_special=())
         return self._wrap(ids, bos, eos)
 

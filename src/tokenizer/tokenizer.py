@@ -12,8 +12,12 @@ UTF-8, so `piece_bytes` must give the exact bytes a token adds to the output, no
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from enum import IntEnum
 from pathlib import Path
 from typing import ClassVar
+
+from ..common.errors import LlamaError, TokenizerError
 
 SENTENCEPIECE_SPACE = "\u2581"  # "▁": how SentencePiece writes a space inside a piece
 
@@ -33,6 +37,55 @@ def parse_byte_piece(piece: str) -> int | None:
     return int(digits, 16)
 
 
+class InvalidTextError(LlamaError, ValueError):
+    """Text to encode that is not valid Unicode (so it has no UTF-8 bytes to tokenize)."""
+
+
+def check_text(text: str) -> None:
+    """Raise InvalidTextError if `text` cannot be written as UTF-8.
+
+    A Python str holds any code point, including lone surrogates (U+D800..U+DFFF), which is what
+    bytes that were not valid UTF-8 become when a program reads them with `surrogateescape`
+    (as Python does for command-line arguments). Such text has no UTF-8 form, so no tokenizer can
+    encode it; saying so beats a UnicodeEncodeError from deep inside a library.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ", ".join(f"U+{ord(c):04X}" for c in text[exc.start : min(exc.end, exc.start + 4)])
+        raise InvalidTextError(
+            f"the text is not valid Unicode: a lone surrogate ({bad}) at character {exc.start}; "
+            "text that was not valid UTF-8 reads that way"
+        ) from None
+
+
+def token_ids_by_text(path: str | Path, tokens: Sequence[str]) -> dict[str, int]:
+    """text -> id for a vocab given by id; a text that appears twice is an error.
+
+    A repeated text would make encoding ambiguous (llama.cpp refuses such a vocab too). Empty
+    entries, which llama.cpp warns about, are left out: nothing can encode to them.
+    """
+    ids: dict[str, int] = {}
+    for id, text in enumerate(tokens):
+        if not text:
+            continue
+        if text in ids:
+            raise TokenizerError(path, f"token {id} repeats the text {text!r} of token {ids[text]}")
+        ids[text] = id
+    return ids
+
+
+class TokenType(IntEnum):
+    """What a vocab entry is, as GGUF's `tokenizer.ggml.token_type` (llama.cpp's numbering) says."""
+
+    NORMAL = 1  # text, produced by encoding
+    UNKNOWN = 2  # <unk>
+    CONTROL = 3  # BOS, EOS, chat markers: never produced from text, print nothing
+    USER_DEFINED = 4  # added text tokens, matched whole in the text (e.g. "<think>")
+    UNUSED = 5
+    BYTE = 6  # SentencePiece byte fallback "<0xXX>"
+
+
 class Tokenizer(ABC):
     """Text <-> token ids, plus the per-token facts a streaming decoder and a CLI need.
 
@@ -43,7 +96,15 @@ class Tokenizer(ABC):
     kind: ClassVar[str]
     # SentencePiece adds a dummy space before the text; run.c and Meta's Llama 2 code drop the
     # leading space of the first piece printed after BOS so the output does not start with it.
-    strip_leading_space_after_bos: ClassVar[bool]
+    # (A class-level constant for the file formats whose rule is fixed; GGUF and Hugging Face
+    # vocabularies say per file, so their tokenizers set it per instance.)
+    strip_leading_space_after_bos: bool
+    # Whether a text prompt starts with BOS. Llama 2 and 3 always do; a GGUF or Hugging Face
+    # vocabulary says (SmolLM2's does not: its BOS is the chat marker <|im_start|>).
+    add_bos: bool = True
+    # The model's own Jinja chat template, when its files carry one (GGUF `tokenizer.chat_template`,
+    # Hugging Face `chat_template`); None means the built-in Llama 2 / Llama 3 layouts apply.
+    chat_template: str | None = None
 
     def __init__(
         self,
@@ -119,8 +180,12 @@ class Tokenizer(ABC):
 
 
 __all__ = [
+    "InvalidTextError",
     "SENTENCEPIECE_SPACE",
+    "TokenType",
     "Tokenizer",
+    "check_text",
+    "token_ids_by_text",
     "byte_piece_text",
     "parse_byte_piece",
 ]

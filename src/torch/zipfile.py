@@ -19,15 +19,22 @@ Only what we need is read, from the end of the file backwards:
 
 Every number is checked against the file size, so a truncated or corrupt archive fails with a
 message saying which record is wrong, instead of an IndexError far away.
+
+Every entry's CRC-32 is in the central directory. `read` (data.pkl, the small bookkeeping entries)
+always checks it; `check_crc` checks any stored entry in place over the map, which reads the whole
+entry: the loader does it for entries under SMALL_ENTRY_BYTES, `--verify` for all of them.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 from ..common.errors import ModelFileError
 from ..common.mmapfile import MmapFile
+from ..common.saferepr import short_repr
 
 METHOD_STORED = 0
 METHOD_NAMES = {0: "stored", 8: "deflate", 9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstd"}
@@ -48,6 +55,15 @@ _U16_SATURATED = 0xFFFF
 _U32_SATURATED = 0xFFFFFFFF
 _FLAG_ENCRYPTED = 0x0001
 _FLAG_UTF8 = 0x0800
+# Entries at most this big have their CRC checked at every load: the pickle, the bookkeeping
+# entries and the small tensors (norm weights) cost microseconds to read; the big matrices are only
+# paged in by Forward, and a load that read them all would take as long as reading the file.
+SMALL_ENTRY_BYTES = 1 << 20
+# --verify reads entries in pieces of this size, so progress can be shown and the map's pages are
+# touched in order.
+_CRC_CHUNK = 64 << 20
+
+CrcProgress = Callable[[int], None]  # called with the number of bytes just checked
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class ZipEntry:
     uncompressed_size: int
     header_offset: int  # where the local header starts
     data_offset: int  # absolute offset of the entry's first data byte in the file
+    crc32: int = 0  # of the uncompressed data, from the central directory
 
     @property
     def is_stored(self) -> bool:
@@ -92,7 +109,7 @@ class ZipArchive:
         self.entries: dict[str, ZipEntry] = {}
         for entry in _read_central_directory(file, directory):
             if entry.name in self.entries:
-                raise ModelFileError(self.path, f"zip entry {entry.name!r} appears twice in the central directory")
+                raise ModelFileError(self.path, f"zip entry {_shown(entry.name)} appears twice in the central directory")
             self.entries[entry.name] = entry
 
     def names(self) -> list[str]:
@@ -102,7 +119,7 @@ class ZipArchive:
         try:
             return self.entries[name]
         except KeyError:
-            raise ModelFileError(self.path, f"zip entry {name!r} is missing from the archive") from None
+            raise ModelFileError(self.path, f"zip entry {_shown(name)} is missing from the archive") from None
 
     def stored_entry(self, name: str) -> ZipEntry:
         """The entry, which must be stored: a compressed entry cannot be mapped as a tensor."""
@@ -110,15 +127,45 @@ class ZipArchive:
         if not entry.is_stored:
             raise ModelFileError(
                 self.path,
-                f"zip entry {name!r} is compressed ({entry.method_name}); torch.save stores entries "
+                f"zip entry {_shown(name)} is compressed ({entry.method_name}); torch.save stores entries "
                 f"uncompressed and only stored entries can be memory-mapped",
             )
         return entry
 
     def read(self, name: str) -> bytes:
-        """A copy of a stored entry's bytes (used for data.pkl and the small bookkeeping entries)."""
+        """A copy of a stored entry's bytes, CRC checked (for data.pkl and the small bookkeeping entries)."""
         entry = self.stored_entry(name)
-        return self.file.read(entry.data_offset, entry.compressed_size)
+        data = self.file.read(entry.data_offset, entry.compressed_size)
+        self._compare_crc(entry, zlib.crc32(data))
+        return data
+
+    def check_crc(self, entry: ZipEntry, progress: CrcProgress | None = None) -> None:
+        """Compute a stored entry's CRC-32 over the map (no copy) and compare it with the directory's."""
+        crc = 0
+        with memoryview(self.file.buffer) as view:
+            for start in range(entry.data_offset, entry.data_end, _CRC_CHUNK):
+                end = min(start + _CRC_CHUNK, entry.data_end)
+                with view[start:end] as chunk:
+                    crc = zlib.crc32(chunk, crc)
+                if progress is not None:
+                    progress(end - start)
+        self._compare_crc(entry, crc)
+
+    def check_small_entries(self, limit: int = SMALL_ENTRY_BYTES) -> int:
+        """check_crc for every stored entry of at most `limit` bytes; returns how many were checked."""
+        small = [e for e in self.entries.values() if e.is_stored and e.compressed_size <= limit]
+        for entry in small:
+            self.check_crc(entry)
+        return len(small)
+
+    def _compare_crc(self, entry: ZipEntry, crc: int) -> None:
+        if crc != entry.crc32:
+            raise ModelFileError(
+                self.path,
+                f"zip entry {_shown(entry.name)} is corrupt: its {entry.compressed_size} bytes have CRC-32 "
+                f"{crc:08x}, the zip directory says {entry.crc32:08x} (a damaged copy or an incomplete "
+                f"download; compare the file's checksum with the source's)",
+            )
 
 
 def _read_directory_location(file: MmapFile) -> _Directory:
@@ -202,7 +249,7 @@ def _read_central_directory(file: MmapFile, directory: _Directory) -> list[ZipEn
                 f"zip central directory ends after {index} of {directory.entry_count} entries (corrupt archive)",
             )
         fields = _CENTRAL.unpack_from(file.buffer, position)
-        (sig, _made, _needed, flags, method, _time, _date, _crc, csize, usize, name_len, extra_len,
+        (sig, _made, _needed, flags, method, _time, _date, crc, csize, usize, name_len, extra_len,
          comment_len, _disk, _iattr, _eattr, header_offset) = fields
         if sig != _CENTRAL_SIG:
             raise ModelFileError(file.path, f"zip central directory entry {index} at byte {position} has a bad signature")
@@ -211,22 +258,22 @@ def _read_central_directory(file: MmapFile, directory: _Directory) -> list[ZipEn
             raise ModelFileError(file.path, f"zip central directory entry {index} runs past the directory's end")
         name = _decode_name(file, file.buffer[position + _CENTRAL.size : position + _CENTRAL.size + name_len], flags)
         if flags & _FLAG_ENCRYPTED:
-            raise ModelFileError(file.path, f"zip entry {name!r} is encrypted")
+            raise ModelFileError(file.path, f"zip entry {_shown(name)} is encrypted")
         extra = file.buffer[position + _CENTRAL.size + name_len : position + _CENTRAL.size + name_len + extra_len]
         usize, csize, header_offset = _apply_zip64_extra(file, name, extra, usize, csize, header_offset)
         if method == METHOD_STORED and csize != usize:
             raise ModelFileError(
-                file.path, f"zip entry {name!r} is stored but its sizes differ ({csize} vs {usize} bytes)"
+                file.path, f"zip entry {_shown(name)} is stored but its sizes differ ({csize} vs {usize} bytes)"
             )
         data_offset = _local_data_offset(file, name, header_offset)
         if data_offset + csize > directory.offset:
             raise ModelFileError(
                 file.path,
-                f"zip entry {name!r} needs bytes [{data_offset}, {data_offset + csize}) but the entries must end "
+                f"zip entry {_shown(name)} needs bytes [{data_offset}, {data_offset + csize}) but the entries must end "
                 f"before the central directory at byte {directory.offset} (file size {file.size}): "
                 f"the archive is truncated or corrupt",
             )
-        entries.append(ZipEntry(name, method, csize, usize, header_offset, data_offset))
+        entries.append(ZipEntry(name, method, csize, usize, header_offset, data_offset, crc))
         position = variable_end
     return entries
 
@@ -252,30 +299,30 @@ def _apply_zip64_extra(
             for i, is_saturated in enumerate(needed):
                 if is_saturated:
                     if cursor + 8 > len(body):
-                        raise ModelFileError(file.path, f"zip entry {name!r}: ZIP64 extra field is too short")
+                        raise ModelFileError(file.path, f"zip entry {_shown(name)}: ZIP64 extra field is too short")
                     (values[i],) = struct.unpack_from("<Q", body, cursor)
                     cursor += 8
             return values[0], values[1], values[2]
         position += 4 + length
-    raise ModelFileError(file.path, f"zip entry {name!r} has 32-bit fields saturated but no ZIP64 extra field")
+    raise ModelFileError(file.path, f"zip entry {_shown(name)} has 32-bit fields saturated but no ZIP64 extra field")
 
 
 def _local_data_offset(file: MmapFile, name: str, header_offset: int) -> int:
     if header_offset + _LOCAL.size > file.size:
         raise ModelFileError(
             file.path,
-            f"zip entry {name!r}: local header at byte {header_offset} lies beyond the file end ({file.size} bytes)",
+            f"zip entry {_shown(name)}: local header at byte {header_offset} lies beyond the file end ({file.size} bytes)",
         )
     (sig, _ver, _flags, _method, _time, _date, _crc, _cs, _us, name_len, extra_len) = _LOCAL.unpack_from(
         file.buffer, header_offset
     )
     if sig != _LOCAL_SIG:
-        raise ModelFileError(file.path, f"zip entry {name!r}: no local file header at byte {header_offset}")
+        raise ModelFileError(file.path, f"zip entry {_shown(name)}: no local file header at byte {header_offset}")
     name_start = header_offset + _LOCAL.size
     local_name = file.buffer[name_start : name_start + name_len]
     if local_name not in (name.encode("utf-8"), name.encode("cp437", errors="replace")):
         raise ModelFileError(
-            file.path, f"zip entry {name!r}: its local header names {local_name!r} (corrupt archive)"
+            file.path, f"zip entry {_shown(name)}: its local header names {bytes(local_name[:100])!r} (corrupt archive)"
         )
     return name_start + name_len + extra_len
 
@@ -285,13 +332,18 @@ def _decode_name(file: MmapFile, raw: bytes, flags: int) -> str:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ModelFileError(file.path, f"zip entry name {raw!r} is flagged UTF-8 but is not") from None
+            raise ModelFileError(file.path, f"zip entry name {bytes(raw[:100])!r} is flagged UTF-8 but is not") from None
     # Names without the UTF-8 flag are officially cp437 (torch only writes ASCII names).
     return raw.decode("cp437")
+
+
+def _shown(name: str) -> str:
+    """An entry name for a message (a zip name may be 65535 bytes long)."""
+    return short_repr(name, 200)
 
 
 def _u32(file: MmapFile, offset: int) -> int:
     return struct.unpack_from("<I", file.buffer, offset)[0]
 
 
-__all__ = ["METHOD_STORED", "ZipArchive", "ZipEntry"]
+__all__ = ["METHOD_STORED", "SMALL_ENTRY_BYTES", "ZipArchive", "ZipEntry"]

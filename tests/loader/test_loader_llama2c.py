@@ -143,3 +143,15 @@ def test_file_shorter_than_header(tmp_path):
     path.write_bytes(b"\1\0\0\0")
     with pytest.raises(ModelFileError, match="too short for a llama2.c model: 4 bytes"):
         load_llama2c_model(path)
+
+
+def test_header_whose_sizes_overflow_int64_is_refused(tmp_path):
+    # Issue 13, item 10. dim 2^30 with 2^29 heads (head_dim 2), hidden 2^30 - 1, 16 layers, vocab 15,
+    # seq_len 8: every matrix's element count is a multiple of 2^34 that wraps in int64 so that the
+    # sum comes to exactly the 16 floats of the freq_cis tables. With int64 products the 92-byte
+    # file passed the size check and crashed in reshape; the true size is about 2^68 bytes.
+    path = tmp_path / "overflow.bin"
+    header = struct.pack("<7i", 1 << 30, (1 << 30) - 1, 16, 1 << 29, 1 << 29, 15, 8)
+    path.write_bytes(header + np.zeros(16, np.float32).tobytes())
+    with pytest.raises(ModelFileError, match=r"file is shorter than its header promises: expected \d{20,} bytes"):
+        load_llama2c_model(path)

@@ -129,8 +129,9 @@ def test_missing_model_path(tmp_path):
 
 
 def test_unrecognised_model_file(tmp_path):
-    path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF")
+    # (a .gguf file is recognised now: tests/gguf covers it)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"ONNX")
     with pytest.raises(ModelFileError, match="unrecognised model path"):
         load_model(path)
 
@@ -164,3 +165,19 @@ def test_checkpoint_without_output_weight_shares_the_embedding(fixtures):
 def test_llama2c_with_a_missing_tokenizer_file_names_it(refs, tmp_path):
     with pytest.raises(ModelFileError, match="nope.bin"):
         load_model(refs / "stories260K.bin", tmp_path / "nope.bin")
+
+
+def test_model_path_that_is_a_dangling_symlink_is_named(tmp_path):
+    link = tmp_path / "model.bin"
+    link.symlink_to(tmp_path / "moved-away.bin")
+    with pytest.raises(ModelFileError, match="model path is a dangling symbolic link"):
+        load_model(link, tmp_path / "tok.model")
+
+
+def test_meta_file_that_is_a_fifo_is_named(meta_dir):
+    import os
+
+    (meta_dir / "params.json").unlink()
+    os.mkfifo(meta_dir / "params.json")
+    with pytest.raises(ModelFileError, match=r"params file is a named pipe \(FIFO\), not a regular file"):
+        load_model(meta_dir)

@@ -160,9 +160,16 @@ def test_persistent_id_without_resolver_is_a_clear_error():
         unpickle(b"\x80\x02NQ.", "f.pth")
 
 
-def test_build_on_a_dict_adds_items():
-    data = b"\x80\x02}" + b"}" + _text("k") + b"K\x01s" + b"b."
-    assert unpickle(data, "f") == {"k": 1}
+def test_build_on_an_ordered_dict_sets_attributes_not_items():
+    # model.state_dict() is an OrderedDict with a `_metadata` attribute, pickled as BUILD with a
+    # dict state. Python's own pickle (the reference) sets it as an attribute and leaves the items.
+    data = (
+        b"\x80\x02ccollections\nOrderedDict\n)R(" + _text("w") + b"K\x01u"
+        + b"}" + _text("_metadata") + b"}s" + b"b."
+    )
+    reference = pickle.loads(data)
+    assert hasattr(reference, "_metadata") and dict(reference) == {"w": 1}
+    assert unpickle(data, "f") == dict(reference)
 
 
 def test_build_with_empty_state_on_a_tensor_is_ignored():

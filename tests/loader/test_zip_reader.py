@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,13 @@ def _build_zip(entries: list[tuple[str, bytes]], *, zip64_sizes: bool = False, c
     for name, data in entries:
         raw = name.encode()
         offset = len(out)
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, 0, len(data), len(data), len(raw), 0)
+        crc = zlib.crc32(data)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, len(data), len(data), len(raw), 0)
         out += raw + data
         size32 = 0xFFFFFFFF if zip64_sizes else len(data)
         extra = struct.pack("<HHQQ", 1, 16, len(data), len(data)) if zip64_sizes else b""
         central += struct.pack(
-            "<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0, 0, size32, size32, len(raw), len(extra), 0, 0, 0, 0, offset
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0, crc, size32, size32, len(raw), len(extra), 0, 0, 0, 0, offset
         )
         central += raw + extra
     cd_offset = len(out)
