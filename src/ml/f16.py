@@ -20,6 +20,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from . import simd
+from .rowstack import locate_row, stacked_rows
 
 
 @intrinsic
@@ -95,3 +96,26 @@ def gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
 
 
 __all__ = ["f16_to_f32"]
+
+
+# ---- several matrices that read the same x (wq, wk, wv; w1, w3), in one launch --------------------
+
+
+@njit(cache=True)
+def gemv_many_serial(x, ws, outs):  # type: ignore[no-untyped-def]
+    """outs[k] = x . ws[k]^T for each matrix of the tuple ws (the shapes of gemv_serial)."""
+    for k in range(len(ws)):
+        w, out = ws[k], outs[k]
+        for j in range(w.shape[0]):
+            for i in range(x.shape[0]):
+                out[i, j] = _dot_row(x[i], w[j])
+
+
+@njit(cache=True, parallel=True)
+def gemv_many_parallel(x, ws, outs):  # type: ignore[no-untyped-def]
+    # the rows of all the matrices, stacked, split over the threads: one wake-up for them all
+    for r in prange(stacked_rows(ws)):
+        k, j = locate_row(ws, r)
+        w, out = ws[k], outs[k]
+        for i in range(x.shape[0]):
+            out[i, j] = _dot_row(x[i], w[j])

@@ -28,7 +28,8 @@ from .bfloat16 import as_f32, as_storage, bf16_bits_to_float32, float32_to_bf16_
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
 from .gemm_bf16 import linear_bf16_weights_many_rows
-from .quantized import BLOCK_DTYPES, linear as _linear_block_weights
+from .quantized import BLOCK_DTYPES, linear as _linear_block_weights, linear_many as _linear_many_block_weights
+from .rowstack import locate_row, stacked_rows
 from .tensor import Tensor, format_dims
 
 _WEIGHT_DTYPES = (DT_F32, DT_BF16, *BLOCK_DTYPES)
@@ -72,16 +73,6 @@ def _gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
             out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
 
 
-@njit(cache=True, inline="always")
-def _locate_row(ws, r):  # type: ignore[no-untyped-def]
-    # row r of the matrices stacked one above the other -> (which matrix, which of its rows)
-    k, j = 0, r + 0  # a copy: r is the caller's loop index
-    while j >= ws[k].shape[0]:
-        j -= ws[k].shape[0]
-        k += 1
-    return k, j
-
-
 @njit(cache=True, fastmath=_FAST)
 def _gemv_many(x, ws, outs):  # type: ignore[no-untyped-def]
     # several matrices that read the same x (wq, wk, wv; w1, w3): outs[k] = x . ws[k]^T
@@ -97,11 +88,8 @@ def _gemv_many(x, ws, outs):  # type: ignore[no-untyped-def]
 def _gemv_many_parallel(x, ws, outs):  # type: ignore[no-untyped-def]
     # the same in one parallel launch: the rows of all the matrices, stacked, split over the threads
     xf = rows_as_f32(x)
-    total = 0
-    for k in range(len(ws)):
-        total += ws[k].shape[0]
-    for r in prange(total):
-        k, j = _locate_row(ws, r)
+    for r in prange(stacked_rows(ws)):
+        k, j = locate_row(ws, r)
         w, out = ws[k], outs[k]
         for i in range(xf.shape[0]):
             out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
@@ -177,8 +165,9 @@ def LinearTransformations(x: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
     """[LinearTransformation(x, w) for w in weights], computed together.
 
     Matrices that read the same input (wq, wk and wv; w1 and w3) are one pass over the weights:
-    while decoding (a few rows of x) and when the matrices share a dtype, one kernel call streams
-    them all, so the threads are woken once instead of once per matrix. Any other case is the loop.
+    while decoding (a few rows of x) and when the matrices share a dtype (bf16, float32, or one
+    block dtype, whose kernels live in quantized.py), one kernel call streams them all, so the
+    threads are woken once instead of once per matrix. Any other case is the loop.
     """
     if not weights:
         raise ShapeError("LinearTransformations: needs at least one weight matrix")
@@ -188,11 +177,19 @@ def LinearTransformations(x: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
         type(x) is Tensor
         and len(x.shape) == 2
         and x.shape[0] <= GEMV_MAX_ROWS
-        and (wd is DT_BF16 and (xd is DT_F32 or xd is DT_BF16) or wd is DT_F32 and xd is DT_F32)
+        and (xd is DT_F32 or xd is DT_BF16)
+        and (wd is DT_BF16 or wd is DT_F32 and xd is DT_F32 or wd in BLOCK_DTYPES)
         and all(type(w) is Tensor and w.dtype is wd and len(w.shape) == 2 and w.shape[1] == x.shape[1] for w in weights)
     )
     if not fused:
         return [LinearTransformation(x, w) for w in weights]  # which also validates, with its messages
+    if wd in BLOCK_DTYPES:
+        # quantized matrices: their own dtype's kernel streams them all (quantized.py), on float32 x
+        x2 = x.data if xd is DT_F32 else bf16_bits_to_float32(x.data)
+        outs_f32 = _linear_many_block_weights(x2, wd, [w.data for w in weights])
+        if xd is DT_BF16:
+            return [Tensor.wrap(float32_to_bf16_bits(out), DT_BF16) for out in outs_f32]
+        return [Tensor.wrap(out, DT_F32) for out in outs_f32]
     ws = tuple(w.data for w in weights)
     outs = tuple(np.empty((x.shape[0], w.shape[0]), x.data.dtype) for w in ws)
     if sum(w.nbytes for w in ws) >= _PARALLEL_MIN_BYTES:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from numba import njit, prange
 
 from . import simd
+from .rowstack import locate_row, stacked_rows
 
 BLOCK_SIZE = 32
 BLOCK_BYTES = 20
@@ -81,5 +82,28 @@ def gemv_serial(x, w, out):  # type: ignore[no-untyped-def]
 @njit(cache=True, parallel=True)
 def gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
     for j in prange(w.shape[0]):
+        for i in range(x.shape[0]):
+            out[i, j] = _dot_row(x[i], w[j])
+
+
+# ---- several matrices that read the same x (wq, wk, wv; w1, w3), in one launch --------------------
+
+
+@njit(cache=True)
+def gemv_many_serial(x, ws, outs):  # type: ignore[no-untyped-def]
+    """outs[k] = x . ws[k]^T for each matrix of the tuple ws (the shapes of gemv_serial)."""
+    for k in range(len(ws)):
+        w, out = ws[k], outs[k]
+        for j in range(w.shape[0]):
+            for i in range(x.shape[0]):
+                out[i, j] = _dot_row(x[i], w[j])
+
+
+@njit(cache=True, parallel=True)
+def gemv_many_parallel(x, ws, outs):  # type: ignore[no-untyped-def]
+    # the rows of all the matrices, stacked, split over the threads: one wake-up for them all
+    for r in prange(stacked_rows(ws)):
+        k, j = locate_row(ws, r)
+        w, out = ws[k], outs[k]
         for i in range(x.shape[0]):
             out[i, j] = _dot_row(x[i], w[j])

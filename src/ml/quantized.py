@@ -5,6 +5,8 @@ Each block type has a file of its own beside this one (q8_0.py, q4_0.py, q4_1.py
 f16.py) with four kernels of the same shapes:
     dequantize_serial / dequantize_parallel (src rows, dst float32 rows)
     gemv_serial / gemv_parallel (x float32 [n, k], w rows, out float32 [n, m])
+    gemv_many_serial / gemv_many_parallel (x, a tuple of matrices' rows, a tuple of outs): the
+        matrices that read the same x (wq, wk, wv; w1, w3) in one launch (rowstack.py)
 A quantized weight stays quantized in memory. LinearTransformation on one of them:
 - few rows of x (decode): the GEMV kernel reads the blocks where they lie, unpacks each block into
   float32 vector registers and accumulates; nothing builds a float copy of the matrix;
@@ -43,6 +45,8 @@ class BlockKernels:
     gemv_serial: Callable[..., None]
     gemv_parallel: Callable[..., None]
     rows: Callable[[np.ndarray], np.ndarray]
+    gemv_many_serial: Callable[..., None]  # (x, tuple of matrices, tuple of outs): several in one call
+    gemv_many_parallel: Callable[..., None]
 
 
 def _byte_rows(data: np.ndarray) -> np.ndarray:
@@ -83,6 +87,8 @@ def kernels_for(dtype: DataType) -> BlockKernels:
             module.gemv_serial,
             module.gemv_parallel,
             _f16_rows if dtype is DT_F16 else _byte_rows,
+            module.gemv_many_serial,
+            module.gemv_many_parallel,
         )
     return kernels
 
@@ -148,4 +154,24 @@ def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out_t.T)
 
 
-__all__ = ["BLOCK_DTYPES", "BlockKernels", "dequantize", "linear", "kernels_for"]
+def linear_many(x2: np.ndarray, dtype: DataType, w_datas: list[np.ndarray]) -> list[np.ndarray]:
+    """[linear(x2, dtype, w) for w in w_datas] for a few rows of x (n <= GEMV_MAX_ROWS), in one kernel
+    launch: the rows of all the matrices are split over the threads together, so they wake once.
+    The caller (LinearTransformations) has checked that every matrix is of `dtype` with k values a row."""
+    kernels = _KERNELS.get(dtype) or kernels_for(dtype)
+    # one tuple type for numba: every matrix a C-contiguous 2-D array (no copy when already so)
+    rows = tuple(np.ascontiguousarray(kernels.rows(data)) for data in w_datas)
+    n, k = x2.shape
+    x2 = np.ascontiguousarray(x2, dtype=np.float32)
+    outs = tuple(np.empty((n, r.shape[0]), dtype=np.float32) for r in rows)
+    if n:
+        # parallel when one of the matrices alone would be: the launch then replaces several
+        # parallel ones. Not on their sum: SmolLM2's w1 and w3 are each below the threshold, and
+        # measured together in one parallel launch (64 tok/s, busy machine) against both serial (71)
+        biggest = k * max(r.shape[0] for r in rows)
+        gemv_many = kernels.gemv_many_parallel if biggest >= PARALLEL_MIN_WEIGHTS else kernels.gemv_many_serial
+        gemv_many(x2, rows, outs)
+    return list(outs)
+
+
+__all__ = ["BLOCK_DTYPES", "BlockKernels", "dequantize", "linear", "linear_many", "kernels_for"]

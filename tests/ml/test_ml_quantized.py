@@ -367,3 +367,44 @@ def test_real_smollm2_blocks_dequantize_and_multiply_like_gguf(tensor_name):
     np.testing.assert_array_equal(ml.ToFloat32(w).data.view(np.uint32), expected.view(np.uint32))
     x = np.random.default_rng(120).standard_normal((1, shape[1])).astype(np.float32)
     assert_product_close(ml.LinearTransformation(Tensor.from_numpy(x), w).data, x, expected)
+
+
+# ---- LinearTransformations: several quantized matrices, one input, one launch --------------------
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_linear_transformations_of_quantized_matrices_are_the_float64_products(name, rows, gemv_threads):
+    # wq, wk, wv of different heights, streamed by one kernel call (serial, or rows split over threads)
+    rng = np.random.default_rng(70 + rows)
+    k = cols_for(name, 2)
+    pairs = [weights(name, rng, m, k) for m in (29, 7, 7)]
+    x = rng.standard_normal((rows, k)).astype(np.float32)
+    got = ml.LinearTransformations(Tensor.from_numpy(x), [w for w, _ in pairs])
+    assert [t.shape for t in got] == [(rows, 29), (rows, 7), (rows, 7)]
+    for t, (_, w_ref) in zip(got, pairs):
+        assert t.dtype is DT_F32
+        assert_product_close(t.data, x, w_ref)
+
+
+@pytest.mark.parametrize("name", ["Q4_1", "Q8_0"])
+def test_linear_transformations_of_quantized_matrices_with_bf16_x_round_once(name):
+    rng = np.random.default_rng(80)
+    k = cols_for(name, 2)
+    pairs = [weights(name, rng, m, k) for m in (16, 40)]
+    x_bits = random_bf16_bits(rng, (1, k), -2.0, 2.0)
+    got = ml.LinearTransformations(Tensor.from_numpy(x_bits, DT_BF16), [w for w, _ in pairs])
+    for t, (_, w_ref) in zip(got, pairs):
+        assert t.dtype is DT_BF16
+        assert_bf16_within_one_ulp(t.data, bf16_bits_to_f64_ref(x_bits) @ w_ref.astype(np.float64).T)
+
+
+def test_linear_transformations_of_mixed_block_dtypes_take_one_call_each():
+    # a Q4_1 and a Q8_0 matrix cannot share a kernel: each is multiplied on its own, correctly
+    rng = np.random.default_rng(81)
+    k = cols_for("Q4_1", 2)
+    (a, a_ref), (b, b_ref) = weights("Q4_1", rng, 9, k), weights("Q8_0", rng, 5, k)
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    got_a, got_b = ml.LinearTransformations(Tensor.from_numpy(x), [a, b])
+    assert_product_close(got_a.data, x, a_ref)
+    assert_product_close(got_b.data, x, b_ref)
