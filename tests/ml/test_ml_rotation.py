@@ -51,6 +51,29 @@ def test_bf16_is_within_one_bf16_ulp_of_the_exact_product():
     assert (np.abs(bf16_bits_to_f64_ref(got.data) - ref) <= bf16_ulp(ref)).all()
 
 
+def test_halves_pairs_feature_i_with_feature_i_plus_half_and_writes_the_pair_side_by_side():
+    # Hugging Face's layout: pair i is (x[i], x[i + k]); the rotated pair lands at (2i, 2i+1), the
+    # interleaved order. Reference: the halves moved side by side by numpy, then the same product.
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 2, 8)).astype(np.float32)
+    factors = rotations(rng, 3, 4)
+    got = ml.MultiplyComplexPairs(Tensor.from_numpy(x), Tensor.from_numpy(factors), halves=True)
+    side_by_side = x.reshape(3, 2, 2, 4).transpose(0, 1, 3, 2).reshape(3, 2, 8).astype(np.float64)
+    ref = reference(side_by_side, factors)
+    magnitude = np.repeat(np.hypot(side_by_side[..., 0::2], side_by_side[..., 1::2]), 2, axis=-1)
+    assert (np.abs(got.data - ref) <= 4 * np.finfo(np.float32).eps * magnitude + 1e-30).all()
+
+
+def test_halves_in_bf16_is_within_one_bf16_ulp_of_the_exact_product():
+    rng = np.random.default_rng(7)
+    bits = random_bf16_bits(rng, (2, 3, 16), -2.0, 2.0)
+    factors = rotations(rng, 2, 8)
+    got = ml.MultiplyComplexPairs(Tensor.from_numpy(bits, DT_BF16), Tensor.from_numpy(factors), halves=True)
+    side_by_side = bf16_bits_to_f64_ref(bits).reshape(2, 3, 2, 8).transpose(0, 1, 3, 2).reshape(2, 3, 16)
+    ref = reference(side_by_side, factors)
+    assert (np.abs(bf16_bits_to_f64_ref(got.data) - ref) <= bf16_ulp(ref)).all()
+
+
 def test_the_factor_of_a_position_turns_every_head_alike():
     x = np.array([[[1.0, 0.0], [0.0, 2.0]]], dtype=np.float32)  # one position, two heads, one pair
     quarter_turn = np.array([[1j]], dtype=np.complex64)
