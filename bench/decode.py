@@ -17,10 +17,13 @@ matrices: its time per layer is the fixed cost of a layer), `7B-layers` (Llama 2
 GGUF file, read by the GGUF loader). Files are cached in bench/.cache/.
 
 `--peer` runs llama2.c or llama.cpp (bench/peers.py builds them) on the same file with the same
-threads, its runs alternating with ours, and adds `peer_decode_tok_s` and `peer_ratio`.
+threads, its runs alternating with ours, and adds `peer_decode_tok_s` and `peer_ratio`; llama.cpp
+also times the prefill (`llama-bench -p N -n 0`, N = `--prefill-tokens`) beside ours:
+`peer_prefill_tok_s` and `peer_prefill_ratio`.
 
 With PyTorch importable, the same weights also run through the independent reference in
-tools/reference_llama.py (PyTorch eager) for `torch_decode_tok_s` and `torch_prefill_tok_s`.
+tools/reference_llama.py (PyTorch eager) for `torch_decode_tok_s` and `torch_prefill_tok_s` (a GGUF
+file's weights dequantized to float32 by gguf-py, so PyTorch multiplies the same numbers).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from llamanuts.model.loader import load_model
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "bench" / ".cache"
 REFS = REPO.parent / "shared" / "refs"
-PREFILL_TOKENS = 32
+PREFILL_TOKENS = 32  # the prompt of a prefill run, unless --prefill-tokens says otherwise
 
 
 @dataclass(frozen=True)
@@ -193,8 +196,8 @@ def model_files(shape_name: str) -> tuple[Path, Path | None]:
 # ---- timing ---------------------------------------------------------------------------------------
 
 
-def _prompt(vocab: int) -> list[int]:
-    return [1] + [(7 * i + 3) % vocab for i in range(PREFILL_TOKENS - 1)]
+def _prompt(vocab: int, n: int = PREFILL_TOKENS) -> list[int]:
+    return [1] + [(7 * i + 3) % vocab for i in range(n - 1)]
 
 
 CPU_SECONDS: list[float] = []  # the main thread's CPU time per decode step, one entry per decode_rate call
@@ -215,12 +218,13 @@ def decode_rate(model: LlamaTransformer, n_tokens: int) -> float:
     return n_tokens / (time.perf_counter() - t0)
 
 
-def prefill_rate(model: LlamaTransformer) -> float:
-    """Tokens/s of one Forward call over a 32-token prompt."""
-    prompt = tokens_tensor(_prompt(model.args.vocab_size))
+def prefill_rate(model: LlamaTransformer, n: int = PREFILL_TOKENS) -> float:
+    """Tokens/s of one Forward call over an n-token prompt (logits of every row, as PyTorch's reference
+    computes them: against llama-bench, which computes the last row's, this counts more work)."""
+    prompt = tokens_tensor(_prompt(model.args.vocab_size, n))
     t0 = time.perf_counter()
-    model.Forward(model.NewInferenceContext(PREFILL_TOKENS), prompt, 0)
-    return PREFILL_TOKENS / (time.perf_counter() - t0)
+    model.Forward(model.NewInferenceContext(n), prompt, 0)
+    return n / (time.perf_counter() - t0)
 
 
 def warm_up(model: LlamaTransformer) -> None:
@@ -230,9 +234,14 @@ def warm_up(model: LlamaTransformer) -> None:
 
 
 def time_engine(
-    model: LlamaTransformer, n_tokens: int, repeats: int, peer: Callable[[], float | None] | None = None
-) -> tuple[list[float], list[float], list[float]]:
-    """(decode tokens/s per run, prefill tokens/s per run, the peer's tokens/s per run).
+    model: LlamaTransformer,
+    n_tokens: int,
+    repeats: int,
+    peer: Callable[[], float | None] | None = None,
+    prefill_tokens: int = PREFILL_TOKENS,
+    peer_prefill: Callable[[], float | None] | None = None,
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(decode tokens/s per run, prefill tokens/s per run, the peer's decode and prefill tokens/s per run).
 
     With a peer, its runs alternate with ours (ours, peer, ours, peer, ...), so a change in the
     machine's load during the benchmark hits both sides alike."""
@@ -246,8 +255,14 @@ def time_engine(
             rate = peer()
             if rate is not None:
                 peer_runs.append(rate)
-    prefill = [prefill_rate(model) for _ in range(repeats)]
-    return decode, prefill, peer_runs
+    prefill, peer_prefill_runs = [], []
+    for _ in range(repeats):
+        prefill.append(prefill_rate(model, prefill_tokens))
+        if peer_prefill is not None:
+            rate = peer_prefill()
+            if rate is not None:
+                peer_prefill_runs.append(rate)
+    return decode, prefill, peer_runs, peer_prefill_runs
 
 
 def _median_rate(run: Callable[[], int], repeats: int) -> float:
@@ -259,7 +274,9 @@ def _median_rate(run: Callable[[], int], repeats: int) -> float:
     return statistics.median(rates)
 
 
-def time_torch(model_path: Path, mode: str, n_tokens: int, repeats: int) -> tuple[float | None, float | None]:
+def time_torch(
+    model_path: Path, mode: str, n_tokens: int, repeats: int, prefill_tokens: int = PREFILL_TOKENS
+) -> tuple[float | None, float | None]:
     """The PyTorch eager reference on the same file, or (None, None) without PyTorch."""
     try:
         import torch
@@ -270,12 +287,12 @@ def time_torch(model_path: Path, mode: str, n_tokens: int, repeats: int) -> tupl
     torch.set_num_threads(GetThreads())
     ref = reference_llama.load_model(model_path)
     vocab = ref.args.vocab_size
-    prompt = [1] + [(7 * i + 3) % vocab for i in range(PREFILL_TOKENS - 1)]
+    prompt = _prompt(vocab, prefill_tokens)
     n_tokens = min(n_tokens, ref.args.max_seq_len - 1)
 
     def prefill() -> int:
         reference_llama.run_reference(ref, prompt, 0, mode, record=False)
-        return PREFILL_TOKENS
+        return prefill_tokens
 
     def decode() -> int:
         token = 1
@@ -465,6 +482,27 @@ def peer_runner(
     return run_once
 
 
+def peer_prefill_runner(
+    peer: str, model_path: Path, prefill_tokens: int, failures: list[str]
+) -> Callable[[], float | None] | None:
+    """One prefill run of the peer (llama.cpp's `llama-bench -p N -n 0`): tokens/s, or None with
+    the reason in `failures`; None for a peer without a prefill benchmark (llama2.c)."""
+    from bench import peers
+
+    if peer != "llama.cpp":
+        return None
+    threads = GetThreads()
+
+    def run_once() -> float | None:
+        try:
+            return peers.run_llama_bench(model_path, threads, n_gen=0, n_prompt=prefill_tokens, repetitions=1).tokens_per_second
+        except peers.PeerUnavailable as e:
+            failures.append(str(e))
+            return None
+
+    return run_once
+
+
 def run(
     shape: str,
     dtype: str,
@@ -474,11 +512,14 @@ def run(
     profile: bool,
     torch_dtype: str = "f32",
     peer: str | None = None,
+    prefill_tokens: int = PREFILL_TOKENS,
 ) -> dict[str, Any]:
     from bench import peers
     from llamanuts.common import ModelFileError
 
-    result: dict[str, Any] = {"shape": shape, "dtype": dtype, "threads": GetThreads(), "tokens": tokens, "peer": peer}
+    result: dict[str, Any] = {
+        "shape": shape, "dtype": dtype, "threads": GetThreads(), "tokens": tokens, "prefill_tokens": prefill_tokens, "peer": peer,
+    }
     try:
         model, model_path, tokenizer_path = load_engine(shape, dtype)
     except ModelFileError as e:
@@ -498,20 +539,25 @@ def run(
                 result["peer_unavailable"] = failures[0]
         return result
     bandwidth = measure_bandwidth_gb_s()
-    run_peer = None
+    run_peer = run_peer_prefill = None
     failures: list[str] = []
     if peer:
         try:
             run_peer = peer_runner(peer, model_path, tokenizer_path, tokens, failures)
+            run_peer_prefill = peer_prefill_runner(peer, model_path, prefill_tokens, failures)
         except peers.PeerUnavailable as e:
             failures.append(str(e))
-    decode, prefill, peer_runs = time_engine(model, tokens, repeats, run_peer)
+    decode, prefill, peer_runs, peer_prefill_runs = time_engine(
+        model, tokens, repeats, run_peer, prefill_tokens, run_peer_prefill
+    )
     if failures:
         result["peer_unavailable"] = failures[0]
     decode_tok_s = statistics.median(decode)
     bytes_per_token = decode_bytes_per_token(model)
     roofline = bandwidth * 1e9 / bytes_per_token
-    torch_decode, torch_prefill = time_torch(model_path, torch_dtype, tokens, repeats) if with_torch else (None, None)
+    torch_decode, torch_prefill = (
+        time_torch(model_path, torch_dtype, tokens, repeats, prefill_tokens) if with_torch else (None, None)
+    )
     result.update(
         {
             "decode_tok_s": round(decode_tok_s, 2),
@@ -536,6 +582,10 @@ def run(
         result["peer_runs"] = _runs(peer_runs)
         result["peer_decode_tok_s"] = _median(peer_runs)
         result["peer_ratio"] = round(decode_tok_s / statistics.median(peer_runs), 3)
+    if peer_prefill_runs:
+        result["peer_prefill_runs"] = _runs(peer_prefill_runs)
+        result["peer_prefill_tok_s"] = _median(peer_prefill_runs)
+        result["peer_prefill_ratio"] = round(statistics.median(prefill) / statistics.median(peer_prefill_runs), 3)
     if profile:
         result["profile"] = profile_stages(model, tokens)
     return result
@@ -561,13 +611,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run a peer on the same file, same threads, its runs alternating with ours (bench/peers.py)",
     )
+    parser.add_argument("--prefill-tokens", type=int, default=PREFILL_TOKENS, help="prompt length of a prefill run (llama-bench's -p)")
     parser.add_argument("--profile", action="store_true", help="add the per-stage decode profile")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args(argv)
     if args.threads:
         SetThreads(args.threads)
     result = run(
-        args.shape, args.dtype, args.tokens, args.repeats, not args.no_torch, args.profile, args.torch_dtype, args.peer
+        args.shape, args.dtype, args.tokens, args.repeats, not args.no_torch, args.profile, args.torch_dtype, args.peer,
+        args.prefill_tokens,
     )
     if args.json:
         print(json.dumps(result))

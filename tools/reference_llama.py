@@ -406,14 +406,84 @@ def greedy_steps(
 
 
 def load_model(path: str | Path, max_seq_len: Optional[int] = None) -> ReferenceModel:
-    """Meta checkpoint directory, or llama2.c legacy .bin file, chosen by what `path` is."""
+    """Meta checkpoint directory, llama2.c legacy .bin file, or GGUF file, chosen by what `path` is."""
     p = Path(path)
     if p.is_dir():
         return load_meta_dir(p, max_seq_len)
     if p.suffix == ".bin":
         return load_llama2c_bin(p)
-    raise ValueError(f"{p}: expected a Meta checkpoint directory or a llama2.c .bin file")
+    if p.suffix == ".gguf":
+        return load_gguf(p, max_seq_len)
+    raise ValueError(f"{p}: expected a Meta checkpoint directory, a llama2.c .bin file or a .gguf file")
 
+
+_GGUF_NAMES = {  # llama.cpp's tensor names -> Meta's (per layer after "blk.N.")
+    "attn_norm": "attention_norm",
+    "attn_q": "attention.wq",
+    "attn_k": "attention.wk",
+    "attn_v": "attention.wv",
+    "attn_output": "attention.wo",
+    "ffn_norm": "ffn_norm",
+    "ffn_gate": "feed_forward.w1",
+    "ffn_down": "feed_forward.w2",
+    "ffn_up": "feed_forward.w3",
+}
+
+
+def load_gguf(path: str | Path, max_seq_len: Optional[int] = None) -> ReferenceModel:
+    """A llama-architecture GGUF file read and dequantized by gguf-py (llama.cpp's own Python reader),
+    independently of src/gguf: float32 weights under Meta's names. llama.cpp's converter stores wq and
+    wk with Meta's interleaved RoPE pairs, so the reference runs them as they are."""
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    p = Path(path)
+    reader = GGUFReader(p)
+
+    def field(key: str, default: object = None) -> object:
+        f = reader.fields.get(key)
+        if f is None:
+            if default is None:
+                raise ValueError(f"{p}: no {key} in the GGUF metadata")
+            return default
+        return f.parts[f.data[0]][0]
+
+    if bytes(reader.fields["general.architecture"].parts[reader.fields["general.architecture"].data[0]]).decode() != "llama":
+        raise ValueError(f"{p}: not a llama-architecture GGUF file")
+    weights: dict[str, torch.Tensor] = {}
+    for t in reader.tensors:
+        values = dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
+        values = values.reshape([int(d) for d in reversed(t.shape)])  # GGUF lists dims innermost first
+        name = t.name.removesuffix(".weight")
+        if name == "token_embd":
+            key = "tok_embeddings"
+        elif name == "output_norm":
+            key = "norm"
+        elif name == "output":
+            key = "output"
+        elif name.startswith("blk."):
+            _, layer, role = name.split(".", 2)
+            if role not in _GGUF_NAMES:
+                continue
+            key = f"layers.{int(layer)}.{_GGUF_NAMES[role]}"
+        else:
+            continue
+        weights[f"{key}.weight"] = torch.from_numpy(np.array(values, dtype=np.float32))  # a writable copy
+    weights.setdefault("output.weight", weights["tok_embeddings.weight"])  # tied classifier
+    vocab, dim = weights["tok_embeddings.weight"].shape
+    args = ModelArgs(
+        dim=int(dim),
+        n_layers=int(field("llama.block_count")),
+        n_heads=int(field("llama.attention.head_count")),
+        n_kv_heads=int(field("llama.attention.head_count_kv", field("llama.attention.head_count"))),
+        vocab_size=int(vocab),
+        hidden_dim=int(weights["layers.0.feed_forward.w1.weight"].shape[0]),
+        norm_eps=float(field("llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        rope_theta=float(field("llama.rope.freq_base", 10000.0)),
+        max_seq_len=int(max_seq_len or min(int(field("llama.context_length", 2048)), 2048)),
+    )
+    _check_shapes(args, weights)
+    return ReferenceModel(args=args, weights=weights, source=str(p))
 
 def load_meta_dir(path: str | Path, max_seq_len: Optional[int] = None) -> ReferenceModel:
     """params.json + consolidated.00.pth; shapes come from the tensors, not the rule."""

@@ -101,3 +101,25 @@ def test_loading_copies_no_weight(smollm2):
     # The metadata (token and merge strings) costs some megabytes; the 98 MB of weights cost nothing
     # until a kernel touches them. Measured: about 11 MB.
     assert grown * 1024 < gguf.file.size / 3, f"RSS grew {grown} KiB while loading a {gguf.file.size}-byte file"
+
+
+def test_forward_matches_pytorch_on_gguf_py_dequantized_weights(smollm2):
+    # The independent road: gguf-py dequantizes every tensor, tools/reference_llama.py (PyTorch eager,
+    # float32) runs Meta's model code on them. Ours reads the Q4_1/Q8_0 blocks in place.
+    torch = pytest.importorskip("torch")
+    from llamanuts.model import LlamaTransformer, tokens_tensor
+    from llamanuts.model.loader import load_model
+    from tools import reference_llama
+
+    ref = reference_llama.load_model(smollm2, max_seq_len=64)
+    prompt = [1, 504, 3458, 282, 4649, 314, 7042, 30, 378, 2]  # ids below the vocab, any sentence
+    with torch.inference_mode():
+        expected, _ = reference_llama.run_reference(ref, prompt, 0, "f32", record=False)
+    loaded = load_model(smollm2)
+    model = LlamaTransformer(loaded.args, loaded.weights, "f32")
+    got = model.Forward(model.NewInferenceContext(len(prompt)), tokens_tensor(prompt), 0).data
+    expected = np.asarray(expected)
+    assert got.shape == expected.shape == (len(prompt), 49152)
+    # float32 sums in another order over 30 layers: within 1e-4 of the logits' scale (~30)
+    assert float(np.max(np.abs(got - expected))) <= 1e-4 * float(np.max(np.abs(expected)))
+    assert (got.argmax(-1) == expected.argmax(-1)).all()
