@@ -34,6 +34,12 @@ from .tensor import Tensor, format_dims
 
 _WEIGHT_DTYPES = (DT_F32, DT_BF16, *BLOCK_DTYPES)
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the matrix-vector kernel; more go to the prefill kernels
+# ...and with bf16 weights, 2 to 4 rows only while they fit in this many float32 bytes: the GEMV meets
+# every weight row with every row of x, which must then stay in the L1 cache beside the weight rows.
+# Measured (python -m bench.gemv --rows, quiet hour): 2 rows of k=2048 (16 KB) 0.6 ms GEMV against
+# 1.0 ms for the tiled prefill kernel; 2 rows of k=4096 (32 KB) 3.3 against 1.8; 4 rows of k=768
+# (12 KB) 0.24 against 0.35; 4 rows of k=2048 (32 KB) 1.1 against 0.5. One row is always the GEMV's.
+_GEMV_X_BYTES = 16 << 10
 # Weight bytes from which the matrix-vector kernel splits its rows over the threads: below, waking
 # the second thread costs more than the reading it saves (bench.decode's fixed-cost and 110M shapes)
 _PARALLEL_MIN_BYTES = 1 << 19
@@ -106,6 +112,11 @@ def gemv(x2: np.ndarray, w: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def _gemv_takes(rows: int, k: int, wd: object) -> bool:
+    """Whether `rows` rows of x (of k values) against bf16 or float32 weights go to the GEMV."""
+    return rows == 1 or rows <= GEMV_MAX_ROWS and (wd is not DT_BF16 or rows * k * 4 <= _GEMV_X_BYTES)
+
+
 # ---- ops ------------------------------------------------------------------------------------------
 
 
@@ -139,12 +150,12 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
             "LinearTransformation: x is BF16 but weights are F32; convert the weights with ToBFloat16 "
             "or compute in f32 mode"
         )
-    if plain and len(x_shape) == 2 and x_shape[0] <= GEMV_MAX_ROWS:
+    if plain and len(x_shape) == 2 and _gemv_takes(x_shape[0], x_shape[1], wd):
         # decode: one kernel call widens x, reads each weight once and rounds the result
         return Tensor.wrap(gemv(x.data, w.data, x.data.dtype), xd)
     lead = x_shape[:-1]
     x2 = x.data.reshape(math.prod(lead), x_shape[-1])
-    if plain and x2.shape[0] <= GEMV_MAX_ROWS:
+    if plain and _gemv_takes(x2.shape[0], x_shape[-1], wd):
         out = gemv(x2, w.data, x.data.dtype)
         return Tensor.wrap(out.reshape(*lead, w_shape[0]), xd)
     if xd is DT_BF16 and wd is not DT_BF16:
@@ -176,7 +187,7 @@ def LinearTransformations(x: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
     fused = (
         type(x) is Tensor
         and len(x.shape) == 2
-        and x.shape[0] <= GEMV_MAX_ROWS
+        and (x.shape[0] <= GEMV_MAX_ROWS if wd in BLOCK_DTYPES else _gemv_takes(x.shape[0], x.shape[1], wd))
         and (xd is DT_F32 or xd is DT_BF16)
         and (wd is DT_BF16 or wd is DT_F32 and xd is DT_F32 or wd in BLOCK_DTYPES)
         and all(type(w) is Tensor and w.dtype is wd and len(w.shape) == 2 and w.shape[1] == x.shape[1] for w in weights)

@@ -6,7 +6,8 @@ is the F32 tolerance. BF16 results must be within one bf16 ulp of the float64 re
 nearest even (the float32 accumulation order may move a value near a tie to the neighbour).
 
 LinearTransformation picks its kernel by shape: up to 4 rows of x with bf16 or f32 weights take the
-fused matrix-vector kernel (parallel for big weights; both versions are tested), 5 or more rows the
+fused matrix-vector kernel (parallel for big weights; both versions are tested; with bf16 weights,
+2-4 rows only while they fit in 16 KB of float32, else the prefill kernel), 5 or more rows the
 prefill kernels of gemm_bf16.py for bf16 weights (tested kernel by kernel in test_ml_gemm_bf16.py)
 and BLAS for f32 weights. The row counts 1, 2, 4, 5, 33 cover both sides of that switch.
 """
@@ -115,6 +116,22 @@ def test_linear_matrix_vector_kernels_with_bf16_weights(rows, gemv_kernel):
     got_b = ml.LinearTransformation(bf16(xb), bf16(w))
     assert got_b.dtype is DT_BF16
     assert_bf16_within_one_ulp(got_b.data, bf16_bits_to_f64_ref(xb) @ bf16_bits_to_f64_ref(w).T)
+
+
+@pytest.mark.parametrize("rows, k, kernel", [(1, 4608, "gemv"), (2, 1536, "gemv"), (4, 1024, "gemv"), (2, 2304, "tiled"), (4, 1152, "tiled")])
+def test_linear_bf16_weights_few_rows_of_a_wide_x_take_the_prefill_kernel(rows, k, kernel, monkeypatch):
+    # 2 to 4 rows stay with the GEMV only while they fit in 16 KB of float32 (the L1 cache); wider,
+    # the tiled prefill kernel computes them. Either way: the float64 product, rounded once.
+    calls = []
+    tiled = matmul_module.linear_bf16_weights_many_rows
+    monkeypatch.setattr(matmul_module, "linear_bf16_weights_many_rows", lambda *a: calls.append(1) or tiled(*a))
+    rng = np.random.default_rng(470 + rows)
+    xb, w = random_bf16_bits(rng, (rows, k), -2.0, 2.0), random_bf16_bits(rng, (9, k), -0.25, 0.25)
+    got = ml.LinearTransformation(bf16(xb), bf16(w))
+    assert ("tiled" if calls else "gemv") == kernel
+    assert_bf16_within_one_ulp(got.data, bf16_bits_to_f64_ref(xb) @ bf16_bits_to_f64_ref(w).T)
+    many = ml.LinearTransformations(bf16(xb), [bf16(w), bf16(w[:4])])
+    assert_bf16_within_one_ulp(many[1].data, bf16_bits_to_f64_ref(xb) @ bf16_bits_to_f64_ref(w[:4]).T)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4])
