@@ -202,9 +202,8 @@ def test_rewrite_takes_the_first_window_with_the_same_messages() -> None:
 BLOCKS = [b for c in CHAPTERS for b in tool.parse_blocks(c)]
 OUTPUTS = [b for b in BLOCKS if b.kind == "output"]
 TRIES = [b for b in BLOCKS if b.kind == "try"]
-# Not chapters of the walk: the generated diagrams page, the list of references, and chapter 18,
-# whose owner is the benchmark work (bench/ and docs/PERFORMANCE.md).
-NO_TRY_IT = {"index.md", "18-performance.md", "19-references.md", "20-diagrams.md"}
+# Not chapters of the walk: the generated diagrams page and the list of references.
+NO_TRY_IT = {"index.md", "19-references.md", "20-diagrams.md"}
 
 
 def _id(block) -> str:  # type: ignore[no-untyped-def]
