@@ -103,7 +103,14 @@ def ours(gguf_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def theirs(gguf_path: Path):  # type: ignore[no-untyped-def]
-    return reference_hf.load_reference_model(gguf_path)
+    # One torch thread: on a shared 2-core machine, torch's intra-op threads wait on each other at every
+    # small op (measured 7x slower generate under load); the float32 results stay a valid reference.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield reference_hf.load_reference_model(gguf_path)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
