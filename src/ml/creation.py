@@ -30,7 +30,10 @@ def Full(shape: Sequence[int], value: float, dtype: DataType = DT_F32) -> Tensor
 
 
 def Zeros(shape: Sequence[int], dtype: DataType = DT_F32) -> Tensor:
-    return Full(shape, 0, dtype)
+    """A tensor of zeros (0 is also bf16's zero). np.zeros takes zero pages from the operating system,
+    which become resident only when written: a KV cache sized for max_seq_len costs memory only for
+    the positions a generation reaches, and no time to fill."""
+    return Tensor.wrap(np.zeros(_check_shape("Zeros", shape), dtype=dtype.storage), dtype)
 
 
 def Ones(shape: Sequence[int], dtype: DataType = DT_F32) -> Tensor:
