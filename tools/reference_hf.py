@@ -220,7 +220,8 @@ def capture_stages(
     to continue from (transformers' DynamicCache), so a decode step can be captured too."""
     with StageCapture(model, qk_rows) as capture:
         out = model(torch.tensor([list(ids)]), use_cache=True, **_cache_argument(model, cache))
-    return capture.stages, getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    cache_field = "cache" if "cache" in getattr(out, "__dataclass_fields__", {}) else "past_key_values"
+    return capture.stages, getattr(out, cache_field)
 
 
 def _cache_argument(model: Any, cache: Any) -> dict[str, Any]:
