@@ -44,13 +44,19 @@ import copy
 import inspect
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
+
+# Before torch loads libgomp, which reads the policy once: the engine's numba workers (the same
+# OpenMP runtime) must sleep when idle, not spin beside torch (src/ml/__init__.py says why).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 INTERLEAVED = "interleaved"  # pair i = (x[2i], x[2i+1]): Meta, GGUF, our engine after RoPE
 HALVES = "halves"  # pair i = (x[i], x[i + head_dim/2]): Hugging Face
