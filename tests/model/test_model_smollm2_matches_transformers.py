@@ -35,7 +35,7 @@ pytest.importorskip("gguf", reason="transformers needs the gguf package to read 
 
 from llamanuts.inference import InferenceArgs, InferenceEngine  # noqa: E402
 from llamanuts.inference.perplexity import perplexity  # noqa: E402
-from llamanuts.inference.prompt import build_dialog  # noqa: E402
+from llamanuts.inference.prompt import JinjaChatTemplate, build_dialog  # noqa: E402
 from llamanuts.model import LlamaTransformer, tokens_tensor  # noqa: E402
 from llamanuts.model.loader import FORMAT_GGUF, load_model  # noqa: E402
 from tools import make_hf_smollm2, reference_hf  # noqa: E402
@@ -163,6 +163,7 @@ def test_chat_prompt_ids_equal_apply_chat_template_and_greedy_answers_equal_gene
     loaded, _ = ours
     text, system = QUESTIONS[question]
     engine = _engine(ours, GREEDY)
+    assert isinstance(engine.chat_template, JinjaChatTemplate)  # the file's own template, rendered by us
     ids = engine.TokenizeChat(build_dialog(text, system))
     assert ids == reference_hf.chat_prompt_ids(their_tokenizer, _messages(text, system))
 
