@@ -30,10 +30,11 @@ def Full(shape: Sequence[int], value: float, dtype: DataType = DT_F32) -> Tensor
 
 
 def Zeros(shape: Sequence[int], dtype: DataType = DT_F32) -> Tensor:
-    """A tensor of zeros (0 is also bf16's zero). np.zeros takes zero pages from the operating system,
-    which become resident only when written: a KV cache sized for max_seq_len costs memory only for
-    the positions a generation reaches, and no time to fill."""
-    return Tensor.wrap(np.zeros(_check_shape("Zeros", shape), dtype=dtype.storage), dtype)
+    """A tensor of zeros. Large ones cost no memory until written: np.zeros asks the operating system
+    for fresh pages, which are zero already and become resident only when touched, so a KV cache
+    sized for the whole context (1 GB for Llama 2 7B) costs only the positions a generation uses."""
+    dims = _check_shape("Zeros", shape)
+    return Tensor.wrap(np.zeros(dims, dtype=dtype.storage), dtype)
 
 
 def Ones(shape: Sequence[int], dtype: DataType = DT_F32) -> Tensor:

@@ -1,6 +1,7 @@
 """LlamaTransformer: token ids in, float32 logits out. The whole forward pass, stage by stage.
 
     Forward(infContext, inputTokens, startPos) -> logits [n_tokens, vocab] F32
+    Forward(infContext, inputTokens, startPos, lastRowOnly=True) -> logits [1, vocab] F32 (generation)
 
   STAGE 04  input embedding: one row of tok_embeddings per token
             + the rotary table freqs_cis sliced at startPos, and the causal mask
@@ -123,7 +124,7 @@ class LlamaTransformer:
         return InferenceContext(self.args, sequence_length or self.args.max_seq_len, self.mode)
 
     # ---- Forward --------------------------------------------------------------------------------
-    def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int) -> Tensor:
+    def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int, lastRowOnly: bool = False) -> Tensor:
         sequenceLength = inputTokens.shape[0] if inputTokens.ndim == 1 else -1
         if sequenceLength < 1:
             raise ShapeError(f"Forward: inputTokens must be a non-empty 1-D tensor, got shape {list(inputTokens.shape)}")
@@ -144,6 +145,11 @@ class LlamaTransformer:
             currentTensor = layer.Forward(infContext, currentTensor, startPos, freqs_cis, mask)
 
         GLogger.DebugStage(19, "Forward pass through the output")
+        if lastRowOnly and sequenceLength > 1:
+            # Generation needs only the prediction after the last token: the output matrix, the
+            # largest of the model, then multiplies one row instead of sequenceLength rows.
+            GLogger.DebugPrintf("Slicing the last row of currentTensor %s (only its logits are needed) -> tensor currentTensor", currentTensor)
+            currentTensor = Slice(currentTensor, 0, sequenceLength - 1, sequenceLength)
         GLogger.DebugPrintf(
             "Calling RMSNorm for currentTensor %s (result of all transformer blocks) and LlamaTransformer.output_norm weights %s -> tensor currentTensor",
             currentTensor,
