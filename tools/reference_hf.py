@@ -248,8 +248,16 @@ def greedy(model: Any, ids: Sequence[int], n: int) -> tuple[list[int], list[floa
     config.pad_token_id = 0
     config.do_sample, config.temperature, config.top_k, config.top_p = False, None, None, None
     config.max_new_tokens, config.output_scores, config.return_dict_in_generate = n, True, True
-    out = model.generate(torch.tensor([list(ids)]), generation_config=config)
+    # generate() fills the fields a passed config leaves at None from model.generation_config (so
+    # eos_token_id = None alone still stops at EOS): the model's own config is swapped for the call.
+    saved, model.generation_config = model.generation_config, config
+    try:
+        out = model.generate(torch.tensor([list(ids)]), generation_config=config)
+    finally:
+        model.generation_config = saved
     tokens = [int(t) for t in out.sequences[0, len(ids):]]
+    if len(tokens) != n:
+        raise RuntimeError(f"generate stopped after {len(tokens)} of {n} tokens: a stop condition is still set")
     gaps = []
     for scores in out.scores:
         top2 = torch.topk(scores[0].float(), 2).values

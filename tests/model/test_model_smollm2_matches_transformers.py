@@ -12,7 +12,7 @@ What is shown (issue 12's fidelity requirement):
   fraction of the stage's largest magnitude;
 - the chat prompt ids (our GGUF tokenizer and our Jinja rendering of the file's chat template) equal
   transformers' apply_chat_template, and our engine's greedy answer equals generate(do_sample=False)
-  for 40 tokens, on five questions;
+  for 32 tokens, on three questions (a short answer, a long one with a near tie, a system message);
 - the perplexity of a held-out text equals the same protocol written with torch, and the CLI prints
   the library's value.
 
@@ -61,21 +61,17 @@ TOLERANCES = {
     "norm": 2e-5, "logits": 2e-5,
 }
 
-# Greedy chat answers: 40 new tokens, stop tokens ignored on both sides, so the comparison runs past
-# the end of a short answer. Rule: all 40 ids equal. The only divergence allowed is float noise: at a
-# step where transformers' top-2 logits are within NEAR_TIE of the largest logit magnitude, after at
-# least MIN_AGREEING equal ids (none was needed when this was written: all five agree on all 40).
-GREEDY = 40
-MIN_AGREEING = 32
-NEAR_TIE = 1e-4
+# Greedy chat answers: 32 new tokens (the issue's minimum), stop tokens ignored on both sides, so the
+# comparison runs past the end of a short answer. Rule: all 32 ids equal, no exception for near ties.
+# The closest call measured: question 1's smallest top-2 logit gap is 3.7e-5 of the largest logit, ten
+# times the logits' measured difference (3e-6 of their magnitude). Three questions keep the module's
+# cost near its fixed part (transformers reading the GGUF, ~20 s); a haiku and an arithmetic question
+# (64 prompt tokens, digits) were dropped for time: they agreed on all 40 tokens when this was written,
+# and digits are covered by the tokenizer corpus (tests/tokenizer/test_tokenizer_gguf_bpe.py).
+GREEDY = 32
 QUESTIONS = [
-    ("What is the capital of France?", None),
-    ("Explain photosynthesis in one paragraph.", None),
-    ("Write a haiku about the sea.", None),
-    # transformers' GGUF tokenizer drops SmolLM2's digit split, which matters only where digits follow
-    # a run of spaces (tests/tokenizer/test_tokenizer_gguf_bpe.py): none here, so the ids must agree.
-    ("A pen costs 3 dollars. Tom buys 4 pens and pays with a 20 dollar bill. How much change does he get? "
-     "Think step by step.", None),
+    ("What is the capital of France?", None),  # the README's example: answered, then the stop token
+    ("Explain photosynthesis in one paragraph.", None),  # longer than 32 tokens; a near tie at one step
     ("List three fruits that are red.", "You are a concise assistant. Answer with a numbered list."),
 ]
 
@@ -167,7 +163,7 @@ def test_chat_prompt_ids_equal_apply_chat_template_and_greedy_answers_equal_gene
     ids = engine.TokenizeChat(build_dialog(text, system))
     assert ids == reference_hf.chat_prompt_ids(their_tokenizer, _messages(text, system))
 
-    engine.stop_ids = frozenset()  # stop tokens off: 40 tokens, past the end of the answer
+    engine.stop_ids = frozenset()  # stop tokens off: 32 tokens, past the end of the answer
     got = [part.token_id for part in engine.Generate(ids)]
     expected, gaps = reference_hf.greedy(theirs, ids, GREEDY)
     agree = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), GREEDY)
@@ -176,11 +172,10 @@ def test_chat_prompt_ids_equal_apply_chat_template_and_greedy_answers_equal_gene
           f"smallest top-2 gap {min(gaps):.3g}; answer ({answer_end} tokens before the stop token): "
           f"{loaded.tokenizer.decode(expected[:answer_end])!r}")
     assert len(got) == GREEDY
-    if agree < GREEDY:
-        assert agree >= MIN_AGREEING and gaps[agree] < NEAR_TIE, (
-            f"greedy ids differ at step {agree} (top-2 gap {gaps[agree]:.3g} of the largest logit): "
-            f"ours {got[agree:agree + 5]}, transformers {expected[agree:agree + 5]}"
-        )
+    assert got == expected, (
+        f"greedy ids differ at step {agree} (transformers' top-2 gap there {gaps[agree]:.3g} of the largest logit): "
+        f"ours {got[agree:agree + 5]}, transformers {expected[agree:agree + 5]}"
+    )
 
 
 # ---- perplexity ---------------------------------------------------------------------------------------------
