@@ -124,3 +124,4 @@ def test_the_cli_chats_with_a_hugging_face_directory_and_prints_transformers_ans
     assert run.returncode == 0, run.stderr.decode("utf-8", "replace")
     # bytes, decoded here: text mode would turn the answer's "\r" into "\n"
     assert run.stdout.decode("utf-8").rstrip("\n") == expected
+    assert "loaded huggingface model" in run.stderr.decode("utf-8", "replace")  # the summary names the format

@@ -13,6 +13,8 @@ What is shown (issue 12's fidelity requirement):
 - the chat prompt ids (our GGUF tokenizer and our Jinja rendering of the file's chat template) equal
   transformers' apply_chat_template, and our engine's greedy answer equals generate(do_sample=False)
   for 32 tokens, on three questions (a short answer, a long one with a near tie, a system message);
+- README's command (`--model smollm2 --chat --prompt ...`) prints transformers' greedy answer, and its
+  load summary the format and the weights' types as the gguf package counts them;
 - the perplexity of a held-out text equals the same protocol written with torch, and the CLI prints
   the library's value.
 
@@ -176,6 +178,38 @@ def test_chat_prompt_ids_equal_apply_chat_template_and_greedy_answers_equal_gene
         f"greedy ids differ at step {agree} (transformers' top-2 gap there {gaps[agree]:.3g} of the largest logit): "
         f"ours {got[agree:agree + 5]}, transformers {expected[agree:agree + 5]}"
     )
+
+
+def test_the_readme_command_prints_transformers_greedy_answer_and_the_weights_quantization(
+    gguf_path: Path, theirs, their_tokenizer  # type: ignore[no-untyped-def]
+) -> None:
+    # README: python -m cmd.llama_infer --model smollm2 --chat --prompt "What is the capital of France?"
+    # The expected text is transformers' alone: its chat prompt, its greedy ids up to its stop token,
+    # its decoding; the weight types are counted by the gguf package.
+    import gguf
+
+    question = QUESTIONS[0][0]
+    ids = reference_hf.chat_prompt_ids(their_tokenizer, _messages(question, None))
+    expected_ids, _ = reference_hf.greedy(theirs, ids, GREEDY)
+    stops = theirs.generation_config.eos_token_id
+    stops = {stops} if isinstance(stops, int) else set(stops)
+    end = next((i for i, t in enumerate(expected_ids) if t in stops), None)
+    assert end is not None, "transformers' answer did not end within 32 tokens"
+    expected = their_tokenizer.decode(expected_ids[:end], skip_special_tokens=False)
+    counts: dict[str, int] = {}
+    for tensor in gguf.GGUFReader(gguf_path).tensors:
+        counts[tensor.tensor_type.name] = counts.get(tensor.tensor_type.name, 0) + 1
+    types = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items(), key=lambda item: -item[1]))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "cmd.llama_infer", "--model", "smollm2", "--chat", "--prompt", question],
+        cwd=ROOT, capture_output=True, timeout=600,
+    )
+    stderr = run.stderr.decode("utf-8", "replace")
+    assert run.returncode == 0, stderr
+    print(f"\nllama_infer --model smollm2: {run.stdout.decode('utf-8')!r}; transformers: {expected!r}")
+    assert run.stdout.decode("utf-8").rstrip("\n") == expected
+    assert "loaded gguf model" in stderr and f"weights {types};" in stderr, stderr
 
 
 # ---- perplexity ---------------------------------------------------------------------------------------------
