@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import numba
 import numpy as np
@@ -379,6 +380,64 @@ def test_to_bfloat16_of_f16_rounds_the_exact_values_once():
     got = ml.ToBFloat16(Tensor.from_numpy(values))
     assert got.dtype is DT_BF16
     np.testing.assert_array_equal(got.data, rne_bf16_array(values.astype(np.float64)))
+
+
+# ---- memory: a quantized matrix is never widened whole -----------------------------------------------
+# tracemalloc counts numpy's and Numba's array allocations (both go through numpy's allocator), so
+# the peak of a call is every buffer it made. A float32 copy of the matrices below would be 4 MB.
+MEMORY_ROWS, MEMORY_COLS = 512, 2048
+
+
+def _peak_allocated(call):  # type: ignore[no-untyped-def]
+    """(call(), the most bytes allocated at once during it, beyond what was allocated before)."""
+    call()  # compiled and warmed up outside the measurement
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _no_dequantize(*args, **kwargs):  # type: ignore[no-untyped-def]
+    raise AssertionError("the GEMV path dequantized weight rows")
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_linear_gemv_reads_the_blocks_in_place_without_a_float_copy(name, rows, gemv_threads, monkeypatch):
+    rng = np.random.default_rng(130)
+    w, w_ref = weights(name, rng, MEMORY_ROWS, MEMORY_COLS)
+    x = Tensor.from_numpy(rng.standard_normal((rows, MEMORY_COLS)).astype(np.float32))
+    monkeypatch.setattr(quantized_module, "dequantize_rows_into", _no_dequantize)
+    got, peak = _peak_allocated(lambda: ml.LinearTransformation(x, w))
+    copy = MEMORY_ROWS * MEMORY_COLS * 4
+    assert peak < copy // 64, f"{peak:,} bytes allocated for a matrix whose float32 copy is {copy:,}"
+    assert_product_close(got.data, x.data, w_ref)
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_linear_prefill_widens_one_bounded_block_of_rows_at_a_time(name, monkeypatch):
+    rng = np.random.default_rng(131)
+    w, w_ref = weights(name, rng, MEMORY_ROWS, MEMORY_COLS)
+    x = Tensor.from_numpy(rng.standard_normal((8, MEMORY_COLS)).astype(np.float32))
+    monkeypatch.setattr(quantized_module, "SCRATCH_BYTES", 32 * MEMORY_COLS * 4)  # 32 rows: 256 KB
+    got, peak = _peak_allocated(lambda: ml.LinearTransformation(x, w))
+    copy = MEMORY_ROWS * MEMORY_COLS * 4
+    # the scratch block, the transposed output and its contiguous copy (8 x 512 each), x's transpose
+    assert peak < copy // 8, f"{peak:,} bytes allocated for a matrix whose float32 copy is {copy:,}"
+    assert_product_close(got.data, x.data, w_ref)
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_embedding_of_a_quantized_table_widens_only_the_rows_asked_for(name):
+    rng = np.random.default_rng(132)
+    table, table_ref = weights(name, rng, MEMORY_ROWS, MEMORY_COLS)
+    ids = Tensor.from_numpy(np.array([5, 511, 5], np.int64))
+    got, peak = _peak_allocated(lambda: ml.Embedding(table, ids))
+    assert peak < 16 * MEMORY_COLS * 4, f"{peak:,} bytes allocated for 3 rows of {MEMORY_COLS} values"
+    np.testing.assert_array_equal(got.data.view(np.uint32), table_ref[[5, 511, 5]].view(np.uint32))
 
 
 # ---- the real file: SmolLM2-135M-Instruct Q4_1 (read through gguf-py's reader, a read-only memmap) ---
