@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..common.errors import TokenizerError
+from ..common.files import read_regular_file
 from .pair_merge import PairMerge, merge_adjacent_pairs, score_priorities
 from .tokenizer import Tokenizer, check_text, parse_byte_piece
 
@@ -113,10 +114,10 @@ class Llama2cTokenizer(Tokenizer):
     def __init__(self, path: str | Path, data: bytes | None = None, vocab_size: int | None = None) -> None:
         """Read `path` (or the already-read `data`); `vocab_size`, if given, must match the file."""
         if data is None:
-            try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                raise TokenizerError(path, f"cannot read the llama2.c tokenizer: {exc.strerror or exc}") from exc
+            from . import MAX_TOKENIZER_BYTES
+
+            # Only a regular file of a sane size, as load_tokenizer reads (not /dev/zero, nor a FIFO)
+            data = read_regular_file(path, MAX_TOKENIZER_BYTES, TokenizerError, "llama2.c tokenizer file")
         self.vocab = read_llama2c_vocab(path, data, vocab_size)
         self._ids: dict[bytes, int] = {piece: id for id, piece in enumerate(self.vocab.pieces)}
         self._priorities: list[int] = score_priorities(self.vocab.scores)
