@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llamanuts.common import memory
@@ -130,10 +131,40 @@ def test_kv_cache_larger_than_memory_says_what_fits(tiny_model, monkeypatch):
     assert InferenceContext(tiny_model.args, 1562, "bf16").cache_bytes() <= 100_000
 
 
-def test_rope_table_larger_than_memory_is_refused(tiny_model, monkeypatch):
+def test_rope_table_larger_than_memory_is_refused_with_the_length_that_fits(tiny_model, monkeypatch):
+    model = LlamaTransformer(tiny_model.args, tiny_model.weights, "f32")  # builds no table yet
     monkeypatch.setattr(memory, "available_memory", lambda: 1000)
-    with pytest.raises(InsufficientMemoryError, match=r"the RoPE table freqs_cis needs .*max_seq_len 2048"):
-        LlamaTransformer(tiny_model.args, tiny_model.weights, "f32")
+    # 2048 positions x head_dim/2 2 x 16 bytes = 64 KiB; 1000 bytes hold 31 positions
+    with pytest.raises(InsufficientMemoryError) as error:
+        model.NewInferenceContext(2048)
+    text = str(error.value)
+    assert "the RoPE table freqs_cis needs 64.0 KiB (2048 positions x head_dim/2 2 complex64 entries" in text
+    assert "a sequence length of at most 31 fits (llama_infer --sequence-length, llama_perplexity --ctx; " in text
+    assert "the default is the model's max_seq_len 2048)" in text
+
+
+def test_the_rope_table_is_sized_by_the_sequence_length_not_max_seq_len(tiny_model, monkeypatch):
+    # A model that claims 2^20 positions runs a context of 8 with an 8-row table.
+    from dataclasses import replace
+
+    from llamanuts.model import tokens_tensor
+
+    args = replace(tiny_model.args, max_seq_len=1 << 20)
+    model = LlamaTransformer(args, tiny_model.weights, "f32")
+    short = model.Forward(model.NewInferenceContext(8), tokens_tensor([1, 5, 7]), 0).numpy()
+    assert model.freqs_cis is not None and model.freqs_cis.shape[0] == 8
+    # A longer context rebuilds the table, and positions 0..2 give the same numbers.
+    longer = model.Forward(model.NewInferenceContext(64), tokens_tensor([1, 5, 7]), 0).numpy()
+    assert model.freqs_cis.shape[0] == 64
+    np.testing.assert_array_equal(short, longer)
+
+
+def test_a_context_made_directly_gets_its_rope_rows_at_the_first_forward(tiny_model):
+    from llamanuts.model import tokens_tensor
+
+    model = LlamaTransformer(tiny_model.args, tiny_model.weights, "f32")
+    model.Forward(InferenceContext(tiny_model.args, 16, "f32"), tokens_tensor([1, 5]), 0)
+    assert model.freqs_cis.shape[0] == 16
 
 
 def test_address_space_limit_counts_as_memory(tmp_path, bounded, fixtures):
