@@ -285,6 +285,11 @@ def _repeats_too_much(left: Any, right: Any) -> bool:
     return False
 
 
+def _joins_too_much(*parts: Any) -> bool:
+    """`a + b` or `a ~ b ~ ...` whose result would exceed MAX_RENDERED_CHARS items (strings, lists)."""
+    return sum(len(p) for p in parts if isinstance(p, (str, list, tuple))) > MAX_RENDERED_CHARS
+
+
 def _power_too_large(base: Any, exponent: Any) -> bool:
     """An integer power whose result would have more than 10**5 bits."""
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
@@ -360,16 +365,25 @@ def _jinja_environment() -> Any:
                 loop.iter = jinja2.nodes.Call(counted, [loop.iter], [], None, None, lineno=loop.iter.lineno)
             super().visit_Template(node, frame)
 
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            # `a ~ b`: jinja2's str_join, through the environment, which checks the length first
+            self.write("environment.checked_concat((")
+            for item in node.nodes:
+                self.visit(item, frame)
+                self.write(", ")
+            self.write("))")
+
         def _output_child_to_const(self, node: Any, frame: Any, finalize: Any) -> str:
             if not isinstance(node, jinja2.nodes.TemplateData):
                 raise jinja2.nodes.Impossible()
             return super()._output_child_to_const(node, frame, finalize)
 
     class Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
-        # Beyond Hugging Face's set-up: jinja2's sandbox bounds range() but not `'x' * 10**10`
-        # or `9 ** 9 ** 9`, which would eat the memory or the time before any output is checked;
+        # Beyond Hugging Face's set-up: jinja2's sandbox bounds range() but not `'x' * 10**10`,
+        # `9 ** 9 ** 9` or a string that doubles with `+` / `~`, which would eat the memory or the
+        # time before any output is checked (no value may be longer than a whole rendering may be);
         # nor the time of loops and calls: each loop iteration and each call spends a step.
-        intercepted_binops = frozenset({"*", "**"})
+        intercepted_binops = frozenset({"*", "**", "+"})
         code_generator_class = CountingCodeGenerator
         steps_left = MAX_RENDER_STEPS  # set for each render by JinjaChatTemplate.RenderText
         deadline = math.inf
@@ -391,7 +405,15 @@ def _jinja_environment() -> Any:
                 args = (__self.counted(args[0]), *args[1:])
             return super().call(__context, __obj, *args, **kwargs)
 
+        def checked_concat(self, items: tuple[Any, ...]) -> str:
+            parts = [str(item) for item in items]
+            if _joins_too_much(*parts):
+                raise jinja2.exceptions.SecurityError(f"a chat template may not build a string over {MAX_RENDERED_CHARS} characters")
+            return "".join(parts)
+
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "+" and _joins_too_much(left, right):
+                raise jinja2.exceptions.SecurityError(f"a chat template may not build a sequence over {MAX_RENDERED_CHARS} items")
             if operator == "*" and _repeats_too_much(left, right):
                 raise jinja2.exceptions.SecurityError(f"a chat template may not build a sequence over {MAX_RENDERED_CHARS} items")
             if operator == "**" and _power_too_large(left, right):

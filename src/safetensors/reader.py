@@ -30,6 +30,7 @@ import numpy as np
 from ..common.errors import ModelFileError
 from ..common.logger import GLogger
 from ..common.mmapfile import MmapFile
+from ..common.saferepr import short_repr
 from ..ml import DT_BF16, DT_F32, Tensor, format_dims
 from ..ml.dtype import DT_F16, DataType
 from .jsonfile import parse_json_object
@@ -137,6 +138,8 @@ class SafetensorsFile:
                 self.path, f"{where}: expected keys dtype, shape, data_offsets; missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str):
+            raise ModelFileError(self.path, f"{where}: dtype must be a string such as 'BF16', got {short_repr(dtype, 80)}")
         if dtype not in SUPPORTED_DTYPES:
             kind = "is not supported" if dtype in OTHER_DTYPES else "is not a safetensors dtype"
             raise ModelFileError(

@@ -107,9 +107,6 @@ def test_the_memory_cap_is_half_a_gibibyte() -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        # a namespace that accumulates 16M characters per iteration (nothing is written until the end)
-        "{% set ns = namespace(x='') %}{% for i in range(100) %}{% set ns.x = ns.x ~ ('x' * 16000000) %}{% endfor %}"
-        "{{ ns.x | length }}",
         # a macro that doubles a 16M-character string 8 times: 4 GiB from 511 calls
         "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% else %}{{ 'x' * 16000000 }}{% endif %}{% endmacro %}{{ f(8) }}",
         # widths: a 1 GB string from a few bytes of template
@@ -121,6 +118,22 @@ def test_the_memory_cap_is_half_a_gibibyte() -> None:
 def test_a_template_that_builds_huge_values_is_stopped_by_the_memory_cap(source: str, small_cap: int) -> None:
     with pytest.raises(LlamaError, match=rf"^{ORIGIN} needed more than 64.0 MiB of memory"):
         render(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # a namespace that accumulates 16M characters per iteration (nothing is written until the end)
+        "{% set ns = namespace(x='') %}{% for i in range(100) %}{% set ns.x = ns.x ~ ('x' * 16000000) %}{% endfor %}"
+        "{{ ns.x | length }}",
+        "{% set ns = namespace(x='x' * 9000000) %}{% set ns.x = ns.x + ns.x %}",
+        "{% set ns = namespace(x=[0] * 9000000) %}{% set ns.x = ns.x + ns.x %}",
+    ],
+)
+def test_a_value_longer_than_a_whole_rendering_is_refused_when_built(source: str) -> None:
+    with pytest.raises(LlamaError, match=rf"^{ORIGIN} tried something the sandbox forbids: a chat template may not build a"):
+        render(source)
+    assert render("{{ 'ab' ~ 1 ~ none }}{{ 'c' + 'd' }}{{ [1] + [2] }}") == "ab1Nonecd[1, 2]"
 
 
 def test_nothing_is_computed_while_compiling(small_cap: int) -> None:

@@ -174,6 +174,13 @@ def test_a_dtype_the_format_does_not_define(tmp_path: Path) -> None:
              "'Q4_0', which is not a safetensors dtype")
 
 
+@pytest.mark.parametrize("dtype", [["F32"], {"F32": 1}, 5, None])
+def test_a_dtype_that_is_not_a_string(tmp_path: Path, dtype: object) -> None:
+    # found by the fuzz suite: a list or dict dtype was looked up in a dict (TypeError: unhashable)
+    _refused(_one_tensor_file(tmp_path, {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}, b"\0" * 4),
+             "tensor 'w': dtype must be a string such as 'BF16'")
+
+
 @pytest.mark.parametrize("shape", [[-1, 4], [2.0, 2], [True, 4], "4", [[4]]])
 def test_a_shape_that_is_not_a_list_of_non_negative_integers(tmp_path: Path, shape: object) -> None:
     _refused(_one_tensor_file(tmp_path, {"dtype": "F32", "shape": shape, "data_offsets": [0, 16]}, b"\0" * 16),
