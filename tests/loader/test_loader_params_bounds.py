@@ -185,3 +185,47 @@ def test_address_space_limit_counts_as_memory(tmp_path, bounded, fixtures):
     )
     assert run.returncode == 0, run.stderr[-600:]
     assert run.stdout.startswith("InsufficientMemoryError the KV cache needs 1.0 GiB"), run.stdout
+
+
+# ---- the context lengths GGUF and Hugging Face files state -------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_gguf_context_length_of_2_20_is_checked_before_its_kv_cache_is_allocated(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "gguf"))
+    from ggufbytes import TinyLlama  # 2 layers, 2 kv heads, head_dim 16
+
+    path = tmp_path / "long.gguf"
+    path.write_bytes(TinyLlama(context=1 << 20).build())
+    loaded = load_model(path)
+    assert loaded.args.max_seq_len == 1 << 20
+    model = LlamaTransformer(loaded.args, loaded.weights, "f32")
+    monkeypatch.setattr(memory, "available_memory", lambda: 96 << 20)
+    # the RoPE table (2^20 x 8 pairs x 16 bytes = 128 MiB) is checked first, then the KV cache would be
+    with pytest.raises(InsufficientMemoryError) as error:
+        model.NewInferenceContext()
+    text = str(error.value)
+    assert "the RoPE table freqs_cis needs 128.0 MiB (1048576 positions" in text
+    assert "a sequence length of at most 786432 fits (llama_infer --sequence-length" in text
+    assert "the default is the model's max_seq_len 1048576" in text
+    monkeypatch.setattr(memory, "available_memory", lambda: 200 << 20)
+    with pytest.raises(InsufficientMemoryError, match=r"the KV cache needs 512.0 MiB \(keys and values: 2 x 2 layers x 1048576 positions"):
+        model.NewInferenceContext()
+    assert model.NewInferenceContext(4096).sequence_length == 4096  # what the message says to do works
+
+
+def test_a_hugging_face_max_position_embeddings_is_checked_the_same_way(tmp_path, monkeypatch):
+    source = REPO / "tests" / "fixtures" / "hf" / "tiny-llama32-hf"
+    target = tmp_path / "long-hf"
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.json").read_text())
+    config["max_position_embeddings"] = 131072  # Llama 3.2's
+    (target / "config.json").write_text(json.dumps(config))
+    loaded = load_model(target)
+    model = LlamaTransformer(loaded.args, loaded.weights, "f32")
+    monkeypatch.setattr(memory, "available_memory", lambda: 8 << 20)
+    with pytest.raises(InsufficientMemoryError, match=r"the RoPE table freqs_cis needs 16.0 MiB \(131072 positions x head_dim/2 8 .*"
+                                                      r"a sequence length of at most 65536 fits"):
+        model.NewInferenceContext()
