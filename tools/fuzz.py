@@ -18,9 +18,12 @@ an interval timer; the parent also watches the wall clock, so a hang inside C co
 signal is delivered) or a crash is caught, named by its case, and the batch continues from the
 next case in a fresh child. Case `i` of format `f` with seed `s` always makes the same input.
 
-Adding a format (GGUF, safetensors): write a `prepare` (make or find the seed files; raise Skip
+The formats that came with GGUF, Hugging Face directories and chat templates live in their own
+modules (tools/fuzz_gguf.py, tools/fuzz_hf.py, tools/fuzz_jinja.py), over what all formats share
+(tools/fuzzkit.py). Adding a format: write a `prepare` (make or find the seed files; raise Skip
 when they are absent), a `mutate` (write one mutated input, return its description) and a `load`
-(load and exercise it), and add a `FuzzFormat` to FORMATS. The CI test runs every format in it.
+(load and exercise it), and add a `FuzzFormat` to FORMATS (or to such a module's FORMATS, which
+`_newer_formats` collects). The CI test runs every format in it, with a case count of its own.
 """
 
 from __future__ import annotations
@@ -205,7 +208,7 @@ _PARAM_KEYS = ["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multip
 _JSON_VALUES = ["0", "-1", "1", "2", "3", "16", "32", "511", "513", "2147483648", "9223372036854775808",
                 "100000000", "10000000", "4194304", "-9223372036854775809", "1e-300", "1e308", "-1e308", "1e400",
                 "NaN", "Infinity", "-Infinity", '"x"', '"16"', "null", "true", "false", "[]", "{}", "[16]", "0.5",
-                "1.3", "1e-05", "16.0", "9" * 5000, "[" * 5000 + "]" * 5000]
+                "1.3", "1e-05", "16.0", "9" * 5000, "1" + "0" * 400, "[" * 5000 + "]" * 5000]
 
 
 def _prepare_params(work: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -645,14 +648,16 @@ class Batch:
             self.next = index + 1
 
 
-def run_formats(names: list[str], seed: int, cases: int, case_seconds: float = DEFAULT_CASE_SECONDS,
+def run_formats(names: list[str], seed: int, cases: int | dict[str, int], case_seconds: float = DEFAULT_CASE_SECONDS,
                 memory: int = DEFAULT_MEMORY, parallel: int = 2, first: int = 0,
                 startup_seconds: float = 60.0) -> list[Report]:
-    """Run `cases` cases of each format, `parallel` children at a time; one Report per format.
+    """Run `cases` cases of each format (or `cases[name]`), `parallel` children at a time, started in
+    the order of `names` (put the longest first); one Report per format, in that order.
 
     `startup_seconds`: extra time the first case of each child may take (imports, kernel compiling).
     """
-    batches = [Batch(name, seed, cases, case_seconds, memory, first, startup_seconds) for name in names]
+    counts = cases if isinstance(cases, dict) else {name: cases for name in names}
+    batches = [Batch(name, seed, counts[name], case_seconds, memory, first, startup_seconds) for name in names]
     waiting, active = list(batches), []
     while waiting or active:
         while waiting and len(active) < parallel:

@@ -210,11 +210,14 @@ def _float(
         raise ModelArgsError(path, f"required key {label!r} is missing")
     if not (isinstance(value, float) or _is_int(value)):
         raise ModelArgsError(path, f"{label!r} must be a number, got {value!r:.40} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or not low < value < high:
-        bounds = f"greater than {low:g}" if high == math.inf else f"between {low:g} and {high:g} (exclusive)"
-        raise ModelArgsError(path, f"{label!r} is {value!r}: it must be a finite number {bounds}")
-    return value
+    bounds = f"greater than {low:g}" if high == math.inf else f"between {low:g} and {high:g} (exclusive)"
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: JSON allows 10**400
+        raise ModelArgsError(path, f"{label!r} is an integer of {abs(value).bit_length()} bits: it must be a finite number {bounds}") from None
+    if not math.isfinite(number) or not low < number < high:
+        raise ModelArgsError(path, f"{label!r} is {number!r}: it must be a finite number {bounds}")
+    return number
 
 
 def _displayable(value: Any) -> bool:

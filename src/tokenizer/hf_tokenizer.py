@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from ..common.errors import TokenizerError
 from .bpe_tokenizer import unicode_to_bytes
@@ -37,6 +37,23 @@ GENERATION_CONFIG = "generation_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # Bound what a file can make us read: the largest real tokenizer.json files are tens of MB.
 MAX_JSON_BYTES = 512 * 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+def _in_library(path: str | Path, call: Callable[[], _T]) -> _T:
+    """`call()`, a call into `tokenizers`, with a Rust panic turned into a TokenizerError.
+
+    A panic in the library (a post-processor naming a token its map lacks, found by the fuzz
+    suite) surfaces as pyo3's PanicException, a BaseException that `except Exception` lets through
+    to a traceback. It has no importable class, so it is told by its name.
+    """
+    try:
+        return call()
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise TokenizerError(path, f"the tokenizers package failed on it ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 @dataclass
@@ -110,8 +127,10 @@ class HFTokenizer(Tokenizer):
         text = _read_text(path)
         spec = _parse_json(path, text)
         try:
-            self._tokenizer = tokenizers.Tokenizer.from_str(text)
+            self._tokenizer = _in_library(path, lambda: tokenizers.Tokenizer.from_str(text))
         except Exception as exc:  # the library reports any problem as a plain Exception
+            if isinstance(exc, TokenizerError):
+                raise
             raise TokenizerError(path, f"not a tokenizer.json the tokenizers package can read: {exc}") from exc
         # Special tokens typed in text are encoded as text, never as their ids.
         self._tokenizer.encode_special_tokens = True
@@ -142,7 +161,7 @@ class HFTokenizer(Tokenizer):
         stops = {id for id in [eos_id, *eos_ids] if id is not None}
         specials = {added[id].content: id for id in self._special_ids}
         super().__init__(path, size, bos_id, eos_id, unk_id, frozenset(stops), specials)
-        self.add_bos = _add_bos(config, self._tokenizer, bos_id)
+        self.add_bos = _in_library(path, lambda: _add_bos(config, self._tokenizer, bos_id))
         self._bytes: dict[int, bytes] = {}
 
     # ---- reading the configuration ------------------------------------------------------------
@@ -169,7 +188,7 @@ class HFTokenizer(Tokenizer):
     # ---- Tokenizer ----------------------------------------------------------------------------
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         check_text(text)
-        ids = list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        ids = list(_in_library(self.path, lambda: self._tokenizer.encode(text, add_special_tokens=False).ids))
         if bos and self.bos_id is not None:
             ids.insert(0, self.bos_id)
         if eos and self.eos_id is not None:

@@ -53,6 +53,14 @@ def test_n_layers_1e8_is_refused_before_allocating(meta_dir):
         load_model(meta_dir)
 
 
+@pytest.mark.parametrize("key", ["norm_eps", "rope_theta", "ffn_dim_multiplier"])
+def test_an_integer_too_large_for_a_float_is_refused(key):
+    # load_params refuses such a number in the file already; params given as a dict made float()
+    # raise OverflowError (a traceback)
+    with pytest.raises(ModelArgsError, match=rf"'{key}' is an integer of 1329 bits: it must be a finite number"):
+        model_args_from_params({**SMALL, key: 10**400}, "params.json", None)
+
+
 def test_n_layers_beyond_the_checkpoint_is_refused_before_listing_names(meta_dir):
     _edit_params(meta_dir, n_layers=1000)
     with pytest.raises(ModelFileError, match=r"n_layers = 1000, which needs 9000 layer tensors .* holds only 21 tensors"):

@@ -145,3 +145,14 @@ def test_a_named_template_list_picks_the_default(tmp_path: Path) -> None:
     folder = byte_level_dir(tmp_path)
     edit_json(folder / "tokenizer_config.json", chat_template=[{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}])
     assert load_hf_tokenizer(folder).chat_template == "D"
+
+
+def test_a_post_processor_naming_a_missing_token_is_an_error_not_a_panic(tmp_path: Path) -> None:
+    # found by the fuzz suite: the tokenizers library panics (PanicException, a BaseException
+    # that `except Exception` lets through) when its post-processor needs a token the vocab lacks.
+    folder = byte_level_dir(tmp_path)
+    processor = {"type": "TemplateProcessing", "pair": [], "special_tokens": {},
+                 "single": [{"SpecialToken": {"id": "<nope>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]}
+    edit_json(folder / "tokenizer.json", post_processor=processor)
+    with pytest.raises(TokenizerError, match=r"tokenizer.json: the tokenizers package failed on it \(PanicException: .*no entry found for key"):
+        load_hf_tokenizer(folder)
