@@ -10,130 +10,30 @@ memory (VmRSS from /proc/self/status) before and after, next to the file size.
 The point it shows: mapping reads no weights, so load time and resident memory stay flat however
 big the file is; the bytes come in later, page by page, when Forward touches them.
 
-The checkpoint is written by our own code (a zip laid out like torch.save's, with a protocol-2
-pickle emitted opcode by opcode), so the benchmark needs no PyTorch. Storages are aligned to 64
-bytes as torch does. The weights are a repeated random block: values do not matter for loading.
+The checkpoint is written by our own code (bench/metacheckpoint.py: a zip laid out like
+torch.save's, with a protocol-2 pickle emitted opcode by opcode), so the benchmark needs no PyTorch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import struct
 import time
-import zipfile
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
-
+from bench.metacheckpoint import REFS, SHAPES, write_model_directory
 from llamanuts.model.loader import load_model
 from llamanuts.torch import load_torch_checkpoint
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".cache" / "llama2_7b_2layers"
-SHARED_TOKENIZER = HERE.parent.parent / "shared" / "refs" / "llama2-tokenizer.model"
-
-DIM, HIDDEN, N_HEADS, VOCAB, N_LAYERS = 4096, 11008, 32, 32000, 2
-ALIGNMENT = 64
-CHUNK_BYTES = 64 << 20
-ARCHIVE = "consolidated"
-
-
-def tensor_shapes() -> list[tuple[str, tuple[int, ...]]]:
-    """Meta's names and shapes, in the order Meta's checkpoints list them."""
-    shapes: list[tuple[str, tuple[int, ...]]] = [("tok_embeddings.weight", (VOCAB, DIM))]
-    for i in range(N_LAYERS):
-        p = f"layers.{i}."
-        shapes += [
-            (p + "attention.wq.weight", (DIM, DIM)),
-            (p + "attention.wk.weight", (DIM, DIM)),
-            (p + "attention.wv.weight", (DIM, DIM)),
-            (p + "attention.wo.weight", (DIM, DIM)),
-            (p + "feed_forward.w1.weight", (HIDDEN, DIM)),
-            (p + "feed_forward.w2.weight", (DIM, HIDDEN)),
-            (p + "feed_forward.w3.weight", (HIDDEN, DIM)),
-            (p + "attention_norm.weight", (DIM,)),
-            (p + "ffn_norm.weight", (DIM,)),
-        ]
-    shapes += [("norm.weight", (DIM,)), ("output.weight", (VOCAB, DIM))]
-    return shapes
-
-
-# ---- a protocol-2 pickle of {name: bf16 tensor}, emitted opcode by opcode ------------------------
-def _text(value: str) -> bytes:
-    raw = value.encode()
-    return b"X" + struct.pack("<I", len(raw)) + raw
-
-
-def _int(value: int) -> bytes:
-    return b"J" + struct.pack("<i", value)
-
-
-def _tuple(values: tuple[int, ...]) -> bytes:
-    return b"(" + b"".join(_int(v) for v in values) + b"t"
-
-
-def state_dict_pickle(shapes: list[tuple[str, tuple[int, ...]]]) -> bytes:
-    ordered_dict = b"ccollections\nOrderedDict\n)R"
-    out = [b"\x80\x02", ordered_dict, b"("]
-    for key, (name, shape) in enumerate(shapes):
-        numel = int(np.prod(shape))
-        strides = tuple(int(np.prod(shape[i + 1 :])) for i in range(len(shape)))
-        persistent_id = b"(" + _text("storage") + b"ctorch\nBFloat16Storage\n" + _text(str(key)) + _text("cpu") + _int(numel) + b"tQ"
-        args = b"(" + persistent_id + _int(0) + _tuple(shape) + _tuple(strides) + b"\x89" + ordered_dict + b"t"
-        out += [_text(name), b"ctorch._utils\n_rebuild_tensor_v2\n", args, b"R"]
-    out += [b"u."]
-    return b"".join(out)
-
-
-# ---- the zip -------------------------------------------------------------------------------------
-def _aligned_info(name: str, offset: int, size: int) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_STORED
-    info.file_size = size  # known up front, so no ZIP64 extra lands in the local header
-    header_end = offset + 30 + len(name.encode()) + 4
-    pad = (-header_end) % ALIGNMENT
-    info.extra = b"FB" + struct.pack("<H", pad) + b"Z" * pad
-    return info
-
-
-def _chunks(nbytes: int, block: bytes) -> Iterator[bytes]:
-    while nbytes > 0:
-        piece = block[: min(nbytes, len(block))]
-        nbytes -= len(piece)
-        yield piece
-
-
-def write_checkpoint(path: Path) -> None:
-    shapes = tensor_shapes()
-    block = np.random.default_rng(0).integers(0x3C00, 0x3D00, CHUNK_BYTES // 2, dtype=np.uint16).tobytes()
-    tmp = path.with_suffix(".partial")
-    with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
-        entries = [(f"{ARCHIVE}/data.pkl", state_dict_pickle(shapes)), (f"{ARCHIVE}/byteorder", b"little")]
-        for name, data in entries:
-            archive.writestr(_aligned_info(name, archive.fp.tell(), len(data)), data)  # type: ignore[union-attr]
-        for key, (_name, shape) in enumerate(shapes):
-            nbytes = int(np.prod(shape)) * 2
-            info = _aligned_info(f"{ARCHIVE}/data/{key}", archive.fp.tell(), nbytes)  # type: ignore[union-attr]
-            with archive.open(info, "w") as entry:
-                for piece in _chunks(nbytes, block):
-                    entry.write(piece)
-        archive.writestr(_aligned_info(f"{ARCHIVE}/version", archive.fp.tell(), 2), b"3\n")  # type: ignore[union-attr]
-    tmp.rename(path)
+SHAPE = SHAPES["llama2-7b"].with_layers(2)
+DIM, HIDDEN, N_HEADS, VOCAB, N_LAYERS = SHAPE.dim, SHAPE.hidden_dim, SHAPE.n_heads, SHAPE.vocab_size, SHAPE.n_layers
 
 
 def prepare(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    checkpoint = directory / "consolidated.00.pth"
-    if not checkpoint.is_file():
-        write_checkpoint(checkpoint)
-    params = {"dim": DIM, "multiple_of": 256, "n_heads": N_HEADS, "n_layers": N_LAYERS, "norm_eps": 1e-05, "vocab_size": -1}
-    (directory / "params.json").write_text(json.dumps(params))
-    if not (directory / "tokenizer.model").is_file() and SHARED_TOKENIZER.is_file():
-        shutil.copyfile(SHARED_TOKENIZER, directory / "tokenizer.model")
-    return checkpoint
+    """The 2-layer Llama 2 7B-shaped model directory, written on first use."""
+    return write_model_directory(directory, SHAPE)
 
 
 # ---- measuring -----------------------------------------------------------------------------------
@@ -197,7 +97,7 @@ def main() -> None:
             "note": "includes reading params.json and the 500 KB SentencePiece tokenizer",
         }
     else:
-        report["load_model"] = f"skipped: no tokenizer.model in {options.cache} and none at {SHARED_TOKENIZER}"
+        report["load_model"] = f"skipped: no tokenizer.model in {options.cache} and none at {REFS / SHAPE.tokenizer}"
     report["rss_final_bytes"] = rss_bytes()
     print(json.dumps(report, indent=2))
 

@@ -4,7 +4,10 @@
 
 Each configuration runs in a fresh process (`python -m bench.decode ... --json`) so one run's
 threads and caches do not colour the next. The table keeps the raw figures; the targets of the
-performance issue are judged against them below the table.
+performance issue are judged against them below the table. The prefill kernels' table comes from
+`python -m bench.gemm`, and the full-size rows (Llama 2 7B, Llama 3.1 8B) from the last
+`python -m bench.fullsize --report` of each shape (bench/results/fullsize.json), which is too long a
+run to repeat here.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def render(results: list[dict[str, Any]]) -> str:
             "--tokens N --json` in a fresh process; medians of 3 runs).",
             "",
             f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, {threads} threads; "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {os.getloadavg()[2]:.1f} over the"
+            " last 15 minutes (above the CPU count, other programs shared the cores).",
             "",
             "- **roofline**: the bandwidth measured in the same run (a parallel streaming read of 1 GiB) divided by"
             " the bytes of weights one decode step reads (bf16 weights: 2 bytes each; f32 mode on a float32"
@@ -107,9 +111,42 @@ def render(results: list[dict[str, Any]]) -> str:
     ) + "\n"
 
 
+def run_gemm() -> list[dict[str, Any]]:
+    command = [sys.executable, "-m", "bench.gemm", "--json", "--repeats", "5"]
+    print("running:", " ".join(command[1:]), file=sys.stderr, flush=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def render_gemm(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "## Prefill kernels: one matrix product with bf16 weights",
+        "",
+        "From `python -m bench.gemm`: x [n, k] @ w [m, k]^T with random bf16 weights, every kernel of"
+        " `src/ml/gemm_bf16.py` and the references, in one process; best of 5 runs. *cores* is the process's CPU"
+        " time over the wall time of that run (2.00: both cores were ours), GFLOP/CPU-s the work per CPU-second"
+        " (the steadier figure on a busy machine).",
+        "",
+        "| m x k | n | kernel | ms | GFLOP/s | GB/s of bf16 weights | cores | GFLOP/CPU-s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['shape']} | {r['rows']} | {r['kernel']} | {r['ms']:.1f} | {r['gflop_s']:.1f} | {r['weight_gb_s']:.1f} | "
+            f"{r['cores']:.2f} | {_fmt(r.get('gflop_per_cpu_s'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
+    from bench.fullsize import load_results, render_section
+
     results = [run_one(*config) for config in MATRIX]
-    OUT.write_text(render(results), encoding="utf-8")
+    text = render(results) + "\n" + render_gemm(run_gemm())
+    fullsize = load_results()  # rows of `python -m bench.fullsize --report`, kept with the report
+    if fullsize:
+        text += "\n" + render_section(fullsize) + "\n"
+    OUT.write_text(text, encoding="utf-8")
     print(f"wrote {OUT}", file=sys.stderr)
     return 0
 

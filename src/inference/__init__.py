@@ -1,9 +1,11 @@
 """Inference: prompts and chat templates, the generation loop, sampling and UTF-8 buffering.
 
-`InferenceEngine.Generate(promptTokens)` yields `GeneratedPart`s; the CLI (cmd/llama_infer.py) only
+`InferenceEngine.Generate(promptTokens)` yields `GeneratedPart`s; a `Conversation` keeps a chat's
+history and KV cache across turns and calls Generate with that cache; the CLI (cmd/llama_infer.py) only
 consumes those parts and never touches logits or the KV cache.
 """
 
+from .conversation import ContextFullError, Conversation, Turn, TurnPlan
 from .engine import GeneratedPart, GenerationState, GenerationStats, InferenceArgs, InferenceEngine
 from .prompt import (
     ChatMessage,
@@ -23,6 +25,8 @@ from .utf8 import REPLACEMENT_CHARACTER, DecodedChunk, StreamingUTF8Decoder
 __all__ = [
     "ChatMessage",
     "ChatTemplate",
+    "ContextFullError",
+    "Conversation",
     "DecodedChunk",
     "GeneratedPart",
     "GenerationState",
@@ -36,6 +40,8 @@ __all__ = [
     "Sampler",
     "SamplingArgs",
     "StreamingUTF8Decoder",
+    "Turn",
+    "TurnPlan",
     "build_dialog",
     "chat_template_for",
     "encode_text_prompt",

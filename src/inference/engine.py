@@ -11,6 +11,10 @@ STAGE 03  the loop: the whole prompt goes through Forward in ONE call (prefill, 
           next position, reusing the cache. Each step samples the next token from the last row of
           logits and yields it as a GeneratedPart, decoded to text that is safe to print.
 
+A conversation (src/inference/conversation.py) keeps one InferenceContext across turns and passes
+it in with `start_pos`, the number of prompt tokens whose keys and values the cache already holds:
+the prefill then runs only the rest, from that position on.
+
 Generation ends when the model emits a stop token (EOS, the chat template's end of turn such as
 Llama 3's <|eot_id|> or ChatML's <|im_end|>, or BOS for llama2.c models as run.c does), after
 `max_new_tokens`, or when the next token would not fit in the KV cache.
@@ -28,6 +32,7 @@ import numpy as np
 
 from ..common.errors import LlamaError, SequenceLengthError
 from ..common.logger import GLogger
+from ..model.inferencecontext import InferenceContext
 from ..model.llamatransformer import LlamaTransformer, tokens_tensor
 from .prompt import ChatMessage, ChatTemplate, default_chat_template, encode_parts, encode_text_prompt, render_parts
 from .sampling import Sampler, SamplingArgs
@@ -49,6 +54,9 @@ class EngineTokenizer(Protocol):
     def id_to_piece(self, id: int) -> str: ...
 
     def piece_bytes(self, id: int) -> bytes: ...
+
+
+TOP_TOKENS = 5  # next-token candidates logged with --trace-values (STAGE 19)
 
 
 class GenerationState(Enum):
@@ -80,9 +88,15 @@ class InferenceArgs:
     top_k: int = 0
     seed: int | None = None
     stop_on_bos: bool = False  # llama2.c's run.c stops when the model emits BOS; set for .bin models
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0  # 1: off
+    repeat_last_n: int = 64
 
     def sampling(self) -> SamplingArgs:
-        return SamplingArgs(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=self.seed)
+        return SamplingArgs(
+            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=self.seed,
+            min_p=self.min_p, repeat_penalty=self.repeat_penalty, repeat_last_n=self.repeat_last_n,
+        )
 
 
 @dataclass
@@ -96,6 +110,7 @@ class GenerationStats:
     first_token_at: float | None = None
     finished_at: float | None = None
     seed: int | None = None
+    cached_tokens: int | None = None  # prompt tokens taken from a reused KV cache (None: a fresh context)
 
     @property
     def time_to_first_token(self) -> float | None:
@@ -119,8 +134,9 @@ class GenerationStats:
     def summary(self) -> str:
         ttft = self.time_to_first_token
         tps = self.tokens_per_second
+        cached = "" if self.cached_tokens is None else f" ({self.cached_tokens} from the cache)"
         return (
-            f"finish reason: {self.finish_reason or 'unknown'}, prompt tokens: {self.prompt_tokens}, "
+            f"finish reason: {self.finish_reason or 'unknown'}, prompt tokens: {self.prompt_tokens}{cached}, "
             f"generated tokens: {self.generated_tokens}, "
             f"time to first token: {'-' if ttft is None else f'{ttft:.3f} s'}, "
             f"tokens/s: {'-' if tps is None else f'{tps:.1f}'}"
@@ -161,6 +177,10 @@ class InferenceEngine:
         self.stop_ids = self._stop_ids()
         self.stats = GenerationStats()
         self.decoder = StreamingUTF8Decoder()
+        # The ids whose keys and values the last Generate's context holds, position by position
+        # (see `context_tokens`): the prompt and generated ids, and how many of them went through Forward.
+        self._context_ids: list[int] = []
+        self._context_filled = 0
 
     def _stop_ids(self) -> frozenset[int]:
         ids = set(self.tokenizer.stop_ids)
@@ -196,8 +216,28 @@ class InferenceEngine:
             GLogger.DebugPrintf("Prompt pieces: %r", pieces)
 
     # ---- STAGES 02-03: generation ----------------------------------------------------------------
-    def Generate(self, promptTokens: Sequence[int]) -> Iterator[GeneratedPart]:
+    def NewContext(self) -> InferenceContext:
+        """An empty KV cache of this engine's sequence length, to keep across several `Generate`s."""
+        return self.model.NewInferenceContext(self.sequence_length)
+
+    @property
+    def context_tokens(self) -> list[int]:
+        """The ids whose keys and values positions 0, 1, ... of the last Generate's context hold.
+
+        Only positions a finished Forward wrote count, so after an interruption this is still
+        exact; the last sampled token is not in it (it was never fed back)."""
+        return self._context_ids[: self._context_filled]
+
+    def Generate(
+        self, promptTokens: Sequence[int], context: InferenceContext | None = None, start_pos: int = 0
+    ) -> Iterator[GeneratedPart]:
         """Yield one GeneratedPart per generated token; the last one has a finished state.
+
+        Without `context`, a fresh KV cache is made and the whole prompt is prefilled. With one
+        (from `NewContext`), the caller promises that its positions 0..start_pos-1 hold
+        promptTokens[:start_pos] (e.g. the `context_tokens` of an earlier Generate): only
+        promptTokens[start_pos:] go through Forward, from position start_pos; what the cache held
+        beyond that is overwritten.
 
         The prompt is checked here, at the call (not at the first `next`): it must be non-empty
         and fit in the sequence length. `self.stats` is updated as parts come, and says
@@ -211,19 +251,36 @@ class InferenceEngine:
                 f"the prompt has {len(prompt)} tokens but the sequence length is {self.sequence_length}: "
                 "use a shorter prompt or a larger --sequence-length"
             )
+        if context is None and start_pos != 0:
+            raise LlamaError(f"start_pos {start_pos} needs the context whose cache holds those positions")
+        if context is not None:
+            if context.sequence_length != self.sequence_length:
+                raise LlamaError(
+                    f"the context holds {context.sequence_length} positions but the engine runs with "
+                    f"{self.sequence_length}: make it with InferenceEngine.NewContext"
+                )
+            if not 0 <= start_pos < len(prompt):
+                raise LlamaError(f"start_pos must be in 0..{len(prompt) - 1} (at least one prompt token to prefill), got {start_pos}")
         sampler = Sampler(self.args.sampling())
-        self.stats = GenerationStats(prompt_tokens=len(prompt), seed=None if sampler.args.greedy else sampler.seed)
+        self.stats = GenerationStats(
+            prompt_tokens=len(prompt),
+            seed=None if sampler.args.greedy else sampler.seed,
+            cached_tokens=None if context is None else start_pos,
+        )
         self.decoder.reset()
-        return self._generate(prompt, sampler)
+        self._context_ids, self._context_filled = list(prompt), start_pos
+        return self._generate(prompt, sampler, context, start_pos)
 
-    def _generate(self, prompt: list[int], sampler: Sampler) -> Iterator[GeneratedPart]:
+    def _generate(
+        self, prompt: list[int], sampler: Sampler, context: InferenceContext | None, start_pos: int
+    ) -> Iterator[GeneratedPart]:
         self.stats.started = time.perf_counter()  # the clock starts when the consumer asks for a token
         if self.args.max_new_tokens == 0:
             self.stats.finish_reason = GenerationState.FINISHED_MAX_TOKENS.value
             self.stats.finished_at = time.perf_counter()
             return
         try:
-            yield from self._loop(prompt, sampler)
+            yield from self._loop(prompt, sampler, context, start_pos)
         finally:
             if self.stats.finished_at is None:  # left early: Ctrl-C, an error, or the consumer stopped
                 self.stats.finished_at = time.perf_counter()
@@ -233,22 +290,30 @@ class InferenceEngine:
         """After an interrupted generation: U+FFFD for a character left incomplete, else ""."""
         return self.decoder.finish()
 
-    def _loop(self, prompt: list[int], sampler: Sampler) -> Iterator[GeneratedPart]:
-        infContext = self.model.NewInferenceContext(self.sequence_length)
+    def _loop(
+        self, prompt: list[int], sampler: Sampler, context: InferenceContext | None, start_pos: int
+    ) -> Iterator[GeneratedPart]:
+        infContext = context if context is not None else self.model.NewInferenceContext(self.sequence_length)
         GLogger.DebugStage(2, "Creating the tokens tensor")
-        inputTokens = tokens_tensor(prompt)
-        GLogger.DebugPrintf("Created tokens tensor %s from %d prompt tokens", inputTokens, len(prompt))
+        inputTokens = tokens_tensor(prompt[start_pos:])
+        GLogger.DebugPrintf("Created tokens tensor %s from %d prompt tokens", inputTokens, len(prompt) - start_pos)
+        if start_pos:
+            GLogger.DebugPrintf("The KV cache already holds the first %d prompt tokens: prefill starts at position %d", start_pos, start_pos)
 
         GLogger.DebugStage(3, "Looping through the sequence length")
-        prevPos, curPos = 0, len(prompt)
+        prevPos, curPos = start_pos, len(prompt)
         generated = 0
         previous_id = prompt[-1]
+        tokens = self._context_ids  # the context so far: the prompt, then each generated id
         while True:
             if GLogger.debug_enabled:  # tolist() is work, skipped when the log is off
                 GLogger.DebugPrintf("Running Forward for curPos: %d, prevPos: %d, tokens %s", curPos, prevPos, inputTokens.data.tolist())
-            logits = self.model.Forward(infContext, inputTokens, prevPos)
             # Only the last row matters: it predicts the token after the last input token.
-            next_id = sampler.Sample(np.asarray(logits.numpy()[-1], dtype=np.float32))
+            logits = self.model.Forward(infContext, inputTokens, prevPos, lastRowOnly=True)
+            self._context_filled = curPos  # positions 0..curPos-1 now hold tokens[:curPos]
+            GLogger.DebugValues("Top %d next tokens (softmax of the last row of logits): %s", TOP_TOKENS, lambda: self._top_tokens(logits))
+            next_id = sampler.Sample(np.asarray(logits.numpy()[-1], dtype=np.float32), tokens)
+            tokens.append(next_id)
             generated += 1
             if self.stats.first_token_at is None:
                 self.stats.first_token_at = time.perf_counter()
@@ -288,6 +353,15 @@ class InferenceEngine:
             self.stats.finish_reason = step.state.value
             GLogger.DebugPrintf("Generation finished: %s", step.state.value)
         return GeneratedPart(step.token_id, self.tokenizer.id_to_piece(step.token_id), text, waiting, step.state)
+
+    def _top_tokens(self, logits) -> str:  # type: ignore[no-untyped-def]
+        """The most probable next tokens under the model's own distribution (temperature 1), for
+        the debug log with --trace-values: "'▁of' 0.4321 (id 271), ..."."""
+        row = np.asarray(logits.numpy()[-1], dtype=np.float64)
+        probabilities = np.exp(row - row.max())
+        probabilities /= probabilities.sum()
+        best = np.argsort(-probabilities, kind="stable")[:TOP_TOKENS]
+        return ", ".join(f"{self.tokenizer.id_to_piece(int(i))!r} {probabilities[i]:.4f} (id {int(i)})" for i in best)
 
 
 __all__ = ["GeneratedPart", "GenerationState", "GenerationStats", "InferenceArgs", "InferenceEngine"]

@@ -5,6 +5,10 @@ encode the whole text as one token stream (no BOS/EOS), cut it into consecutive 
 tokens (a final partial chunk is dropped), put BOS before each chunk, run BOS+chunk through Forward in
 one call, and average the negative log-likelihood (natural log) of every chunk token given the
 tokens before it. Perplexity is exp(mean NLL).
+
+The uncertainty is reported as llama.cpp's `llama-perplexity` does (`PPL = x +/- y`): the standard
+error of the mean NLL over the scored tokens, sqrt((mean(nll^2) - mean(nll)^2) / (n - 1)), carried
+to the perplexity to first order, d(exp(m)) = exp(m) dm, so +/- ppl * stderr(NLL).
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ class PerplexityResult:
     mean_nll: float
     perplexity: float
     seconds: float
+    nll_stderr: float = float("nan")  # standard error of mean_nll (nan for a single token)
+
+    @property
+    def perplexity_stderr(self) -> float:
+        """The perplexity's standard error, propagated from the NLL's: perplexity * nll_stderr."""
+        return self.perplexity * self.nll_stderr
 
     @property
     def tokens_per_second(self) -> float:
@@ -53,13 +63,27 @@ def chunk_tokens(stream: Sequence[int], ctx: int, max_chunks: int | None = None)
     return [list(stream[i * ctx : (i + 1) * ctx]) for i in range(count)]
 
 
-def chunk_nll_sum(logits: np.ndarray, targets: Sequence[int]) -> float:
-    """Sum over rows of -log softmax(logits[i])[targets[i]], in float64 for a stable sum."""
+def chunk_nll(logits: np.ndarray, targets: Sequence[int]) -> np.ndarray:
+    """Per row, -log softmax(logits[i])[targets[i]], in float64."""
     rows = logits.astype(np.float64)
     peak = rows.max(axis=1, keepdims=True)
     log_sum = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
     picked = rows[np.arange(len(targets)), np.asarray(targets)]
-    return float((log_sum - picked).sum())
+    return log_sum - picked
+
+
+def chunk_nll_sum(logits: np.ndarray, targets: Sequence[int]) -> float:
+    """Sum over rows of -log softmax(logits[i])[targets[i]], in float64 for a stable sum."""
+    return float(chunk_nll(logits, targets).sum())
+
+
+def nll_standard_error(total: float, total_sq: float, count: int) -> float:
+    """Standard error of the mean of `count` values with sum `total` and sum of squares `total_sq`."""
+    if count < 2:
+        return float("nan")
+    mean = total / count
+    variance = max(0.0, total_sq / count - mean * mean)
+    return float(np.sqrt(variance / (count - 1)))
 
 
 def perplexity(
@@ -69,24 +93,31 @@ def perplexity(
     ctx: int | None = None,
     max_chunks: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    running: Callable[[int, int, float], None] | None = None,
 ) -> PerplexityResult:
-    """Run the protocol above over a token stream. `ctx` defaults to max_seq_len - 1."""
+    """Run the protocol above over a token stream. `ctx` defaults to max_seq_len - 1.
+
+    `progress(done, total)` and `running(done, total, perplexity so far)` are called after each chunk."""
     ctx = ctx or model.args.max_seq_len - 1
     if not 1 <= ctx <= model.args.max_seq_len - 1:
         raise LlamaError(f"perplexity: ctx {ctx} must be between 1 and max_seq_len - 1 ({model.args.max_seq_len - 1})")
     chunks = chunk_tokens(stream, ctx, max_chunks)
     if not chunks:
         raise LlamaError(f"perplexity: the text has {len(stream)} tokens, fewer than one chunk of {ctx}")
-    total = 0.0
+    total = total_sq = 0.0
     start = time.perf_counter()
     for i, chunk in enumerate(chunks):
         ctxt = model.NewInferenceContext(ctx + 1)
         logits = model.Forward(ctxt, tokens_tensor([bos_id] + chunk), 0).data
         # row j predicts token j+1 of BOS+chunk, i.e. chunk[j]; the last row predicts past the chunk
-        total += chunk_nll_sum(logits[:-1], chunk)
+        nll = chunk_nll(logits[:-1], chunk)
+        total += float(nll.sum())
+        total_sq += float((nll * nll).sum())
         if progress is not None:
             progress(i + 1, len(chunks))
+        if running is not None:
+            running(i + 1, len(chunks), float(np.exp(total / ((i + 1) * ctx))))
     seconds = time.perf_counter() - start
     n = len(chunks) * ctx
     mean = total / n
-    return PerplexityResult(len(chunks), ctx, n, mean, float(np.exp(mean)), seconds)
+    return PerplexityResult(len(chunks), ctx, n, mean, float(np.exp(mean)), seconds, nll_standard_error(total, total_sq, n))

@@ -6,7 +6,13 @@ the reference fixtures. Otherwise, as llama2.c's `run.c` and Meta's `generate` d
     probs = softmax(logits / temperature)
     keep the top_k most probable tokens               (top_k = 0: keep all)
     keep the smallest prefix whose cumulative probability >= top_p   (top_p = 1: keep all)
+    keep the tokens whose probability >= min_p * the top probability  (min_p = 0: keep all)
     renormalise and draw one token with a seeded numpy Generator
+
+Before all of that (and before greedy's argmax too), a repeat penalty can push down the tokens
+seen in the last `repeat_last_n` positions of the context, as llama.cpp's `--repeat-penalty` does:
+a positive logit is divided by the penalty, a negative one multiplied by it, so the token always
+becomes less likely whatever its sign (penalty 1: off).
 
 Same seed, same logits -> same token, so a seeded run is reproducible.
 
@@ -20,6 +26,7 @@ turns small temperatures into greedy, so 1e-3 and 1e-40 are both what they say.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -32,6 +39,9 @@ class SamplingArgs:
     top_k: int = 0  # 0 = no top-k cut
     top_p: float = 1.0  # 1.0 = no nucleus cut
     seed: int | None = None  # None = a fresh seed, reported in `Sampler.seed` so a run can be repeated
+    min_p: float = 0.0  # 0.0 = no min-p cut
+    repeat_penalty: float = 1.0  # 1.0 = no penalty
+    repeat_last_n: int = 64  # how many recent context tokens the penalty looks at; 0 = none, -1 = all
 
     def validate(self) -> None:
         if not self.temperature >= 0.0:  # also rejects NaN
@@ -42,6 +52,12 @@ class SamplingArgs:
             raise LlamaError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.seed is not None and self.seed < 0:
             raise LlamaError(f"seed must be >= 0, got {self.seed}")
+        if not 0.0 <= self.min_p <= 1.0:
+            raise LlamaError(f"min_p must be in [0, 1] (0 disables it), got {self.min_p}")
+        if not self.repeat_penalty > 0.0:
+            raise LlamaError(f"repeat_penalty must be > 0 (1 disables it), got {self.repeat_penalty}")
+        if self.repeat_last_n < -1:
+            raise LlamaError(f"repeat_last_n must be >= -1 (0 disables the penalty, -1 looks at the whole context), got {self.repeat_last_n}")
 
     @property
     def greedy(self) -> bool:
@@ -75,6 +91,23 @@ def nucleus_size(sorted_probs: np.ndarray, top_p: float) -> int:
     return max(1, int(np.searchsorted(cumulative, top_p, side="left")) + 1)
 
 
+def min_p_size(sorted_probs: np.ndarray, min_p: float) -> int:
+    """How many of `sorted_probs` (descending) are >= min_p times the largest (at least 1)."""
+    if min_p <= 0.0:
+        return len(sorted_probs)
+    return max(1, int(np.count_nonzero(sorted_probs >= min_p * sorted_probs[0])))
+
+
+def apply_repeat_penalty(logits: np.ndarray, recent: Sequence[int], penalty: float) -> np.ndarray:
+    """A copy of `logits` with each distinct id of `recent` made less likely (llama.cpp's rule)."""
+    out = np.array(logits, dtype=np.float32, copy=True)
+    ids = np.unique(np.asarray(recent, dtype=np.int64))
+    ids = ids[(ids >= 0) & (ids < len(out))]
+    seen = out[ids]
+    out[ids] = np.where(seen > 0, seen / np.float32(penalty), seen * np.float32(penalty))
+    return out
+
+
 class Sampler:
     def __init__(self, args: SamplingArgs) -> None:
         args.validate()
@@ -82,14 +115,20 @@ class Sampler:
         self.seed: int = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2**63))
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
 
-    def Sample(self, logits: np.ndarray) -> int:
-        """The next token id for one row of logits [vocab] (float32)."""
+    def Sample(self, logits: np.ndarray, recent: Sequence[int] = ()) -> int:
+        """The next token id for one row of logits [vocab] (float32).
+
+        `recent` is the context so far (prompt and generated ids, oldest first); only the repeat
+        penalty reads it, and only its last `repeat_last_n` ids."""
         peak = float(np.max(logits))
         if not np.isfinite(peak):  # NaN anywhere, or +inf: no distribution to choose from
             raise LlamaError(
                 f"the model's logits are not finite (maximum {peak}): the weights or the hyperparameters "
                 f"produce NaN or infinity, so no token can be chosen"
             )
+        if self.args.repeat_penalty != 1.0 and self.args.repeat_last_n != 0 and len(recent):
+            window = recent if self.args.repeat_last_n < 0 else recent[-self.args.repeat_last_n :]
+            logits = apply_repeat_penalty(logits, window, self.args.repeat_penalty)
         if self.args.greedy:
             return int(np.argmax(logits))
         return self.sample_distribution(logits)
@@ -103,6 +142,8 @@ class Sampler:
             probs = probs / probs.sum()  # top-p measures mass within what top-k kept
         keep = nucleus_size(probs, self.args.top_p)
         order, probs = order[:keep], probs[:keep]
+        keep = min_p_size(probs, self.args.min_p)  # relative to the top probability: renormalising cannot change it
+        order, probs = order[:keep], probs[:keep]
         return order, probs / probs.sum()
 
     def sample_distribution(self, logits: np.ndarray) -> int:
@@ -113,4 +154,4 @@ class Sampler:
         return int(ids[min(index, len(ids) - 1)])  # min: guards a coin beyond a sum of 0.9999999
 
 
-__all__ = ["Sampler", "SamplingArgs", "descending_order", "nucleus_size", "softmax"]
+__all__ = ["Sampler", "SamplingArgs", "apply_repeat_penalty", "descending_order", "min_p_size", "nucleus_size", "softmax"]

@@ -19,7 +19,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .bfloat16 import bf16_bits_to_float32, float32_to_bf16_bits, round_to_bf16
 from .creation import ARange, Full, Ones, Outer, Polar, TriangularUpper, Zeros
-from .dtype import DT_BF16, DT_BOOL, DT_COMPLEX64, DT_F32, DT_INT32, DT_INT64, DataType
+from .dtype import (
+    DT_BF16,
+    DT_BOOL,
+    DT_COMPLEX64,
+    DT_F16,
+    DT_F32,
+    DT_INT32,
+    DT_INT64,
+    DT_Q4_0,
+    DT_Q4_1,
+    DT_Q4_K,
+    DT_Q6_K,
+    DT_Q8_0,
+    QUANTIZED_DTYPES,
+    DataType,
+)
 from .elementwise import (
     Add,
     AddScalar,
@@ -33,6 +48,7 @@ from .elementwise import (
 )
 from .embedding import Embedding
 from .matmul import LinearTransformation, MatMul
+from .quantized import dequantize
 from .reduce import Argmax, Mean, Softmax
 from .tensor import Tensor, format_dims
 from .threads import GetThreads, SetThreads

@@ -30,7 +30,11 @@ def Full(shape: Sequence[int], value: float, dtype: DataType = DT_F32) -> Tensor
 
 
 def Zeros(shape: Sequence[int], dtype: DataType = DT_F32) -> Tensor:
-    return Full(shape, 0, dtype)
+    """A tensor of zeros. Large ones cost no memory until written: np.zeros asks the operating system
+    for fresh pages, which are zero already and become resident only when touched, so a KV cache
+    sized for the whole context (1 GB for Llama 2 7B) costs only the positions a generation uses."""
+    dims = _check_shape("Zeros", shape)
+    return Tensor.wrap(np.zeros(dims, dtype=dtype.storage), dtype)
 
 
 def Ones(shape: Sequence[int], dtype: DataType = DT_F32) -> Tensor:

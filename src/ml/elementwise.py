@@ -16,7 +16,9 @@ from numba import vectorize
 
 from .bfloat16 import bf16_to_f32, f32_to_bf16, float32_to_bf16_bits, bf16_bits_to_float32
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
-from .dtype import DT_BF16, DT_COMPLEX64, DT_F32
+from ..common.errors import DTypeError
+from .dtype import DT_BF16, DT_COMPLEX64, DT_F16, DT_F32
+from .quantized import BLOCK_DTYPES, dequantize
 from .tensor import Tensor
 
 # ---- kernels --------------------------------------------------------------------------------------
@@ -202,20 +204,32 @@ def Silu(t: Tensor) -> Tensor:
 
 
 def ToFloat32(t: Tensor) -> Tensor:
-    """BF16 -> F32 (exact); F32 is returned as is."""
+    """BF16 and F16 -> F32 (exact); block-quantized -> the dequantized values (gguf-py's, bit for
+    bit); F32 is returned as is."""
     require_tensor("ToFloat32", "input", t)
-    require_dtype("ToFloat32", t, _FLOATS)
+    require_dtype("ToFloat32", t, (*_FLOATS, *BLOCK_DTYPES))
     if t.dtype is DT_F32:
         return t
-    return Tensor.wrap(bf16_bits_to_float32(t.data), DT_F32)
+    if t.dtype is DT_BF16:
+        return Tensor.wrap(bf16_bits_to_float32(t.data), DT_F32)
+    return Tensor.wrap(dequantize(t.dtype, t.data).reshape(t.shape), DT_F32)
 
 
 def ToBFloat16(t: Tensor) -> Tensor:
-    """F32 -> BF16, rounded to nearest even; BF16 is returned as is."""
+    """F32 and F16 -> BF16, rounded to nearest even (F16 widens exactly first, so once); BF16 is
+    returned as is. Block-quantized tensors are refused: rounding their dequantized values would
+    change the model (the model keeps them as stored and its kernels read the blocks)."""
     require_tensor("ToBFloat16", "input", t)
-    require_dtype("ToBFloat16", t, _FLOATS)
+    if t.dtype.is_quantized:
+        raise DTypeError(
+            f"ToBFloat16: input dtype {t.dtype} is block-quantized; its values are not rounded to bf16 "
+            f"(keep it as stored, or use ToFloat32 for the exact dequantized values)"
+        )
+    require_dtype("ToBFloat16", t, (*_FLOATS, DT_F16))
     if t.dtype is DT_BF16:
         return t
+    if t.dtype is DT_F16:
+        return Tensor.wrap(float32_to_bf16_bits(dequantize(DT_F16, t.data).reshape(t.shape)), DT_BF16)
     return Tensor.wrap(float32_to_bf16_bits(t.data), DT_BF16)
 
 

@@ -4,9 +4,12 @@ LinearTransformation is where the time goes, so its kernels are chosen by shape 
 - few rows of x (decode: one token) and bf16 weights: a fused matrix-vector kernel that reads each
   weight once as uint16, widens it in a register (shift + bitcast) and accumulates in float32; it is
   memory-bound, so reading 2 bytes per weight instead of 4 is the whole game;
-- many rows (prefill) and bf16 weights: widen a block of weight rows to float32 and hand the
-  matrix-matrix product to numpy's BLAS, which is compute-bound and fast;
-- float32 weights (llama2.c files): numpy's BLAS directly.
+- many rows (prefill) and bf16 weights: a register-tiled matrix kernel (gemm_bf16.py) that also reads
+  each weight once, and uses the CPU's bf16 dot-product instruction where it can; it is compute-bound;
+- float32 weights (llama2.c files): numpy's BLAS directly;
+- float16 and block-quantized weights (GGUF files): a matrix-vector kernel of their own for few rows,
+  and for many rows a block of rows dequantized at a time and handed to BLAS (quantized.py, with one
+  file per block type).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from ..common.errors import DTypeError, ShapeError
 from .bfloat16 import bf16_bits_to_float32, bf16_to_f32, float32_to_bf16_bits
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
+from .gemm_bf16 import linear_bf16_weights_many_rows
+from .quantized import BLOCK_DTYPES, linear as _linear_block_weights
 from .tensor import Tensor, format_dims
 
-GEMV_MAX_ROWS = 4  # up to this many rows of x use the fused kernel; more go through BLAS
+_WEIGHT_DTYPES = (DT_F32, DT_BF16, *BLOCK_DTYPES)
+GEMV_MAX_ROWS = 4  # up to this many rows of x use the fused kernel; more go to the prefill kernel
 _PARALLEL_MIN_WEIGHTS = 1 << 20  # below ~2 MB of bf16 weights, waking the second thread costs more than it saves (110M: +11% decode)
-_WIDEN_BLOCK_BYTES = 32 << 20  # float32 bytes of weight rows widened at a time in the BLAS path
 
 # ---- kernels --------------------------------------------------------------------------------------
 
@@ -52,25 +57,16 @@ def _gemv_bf16_parallel(x, w, out):  # type: ignore[no-untyped-def]
 
 
 def _linear_bf16_weights(x2: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x2 [n, k] float32 @ w [m, k] (bf16 bits)^T -> [n, m] float32."""
+    """x2 [n, k] float32 (or bf16 bits, uint16, above GEMV_MAX_ROWS rows) @ w [m, k] (bf16 bits)^T -> [n, m] float32."""
     n = x2.shape[0]
     m, k = w.shape
-    out = np.empty((n, m), dtype=np.float32)
     if n <= GEMV_MAX_ROWS:
+        out = np.empty((n, m), dtype=np.float32)
         kernel = _gemv_bf16_parallel if m * k >= _PARALLEL_MIN_WEIGHTS else _gemv_bf16
         kernel(x2, w, out)
         return out
-    # Blocks of weight rows produce blocks of output *columns*; computing the transposed product
-    # (w_block @ x^T) writes each block as contiguous rows, which BLAS needs (a strided `out`
-    # makes numpy fall back to a loop that is 5x slower).
-    block = max(1, _WIDEN_BLOCK_BYTES // (4 * max(k, 1)))
-    out_t = np.empty((m, n), dtype=np.float32)
-    x2_t = x2.T
-    for r0 in range(0, m, block):
-        r1 = min(m, r0 + block)
-        np.matmul(bf16_bits_to_float32(w[r0:r1]), x2_t, out=out_t[r0:r1])
-    out[...] = out_t.T
-    return out
+    # Many rows (prefill): a register-tiled matrix kernel that reads each weight once (gemm_bf16.py)
+    return linear_bf16_weights_many_rows(x2, w)
 
 
 # ---- ops ------------------------------------------------------------------------------------------
@@ -81,12 +77,14 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
 
     Dtypes: F32 x F32 -> F32; BF16 x BF16 -> BF16 (accumulated in float32, rounded once);
     F32 x BF16 -> F32 (documented promotion for the f32 compute mode: the bf16 weights are widened
-    inside the kernel, never copied).
+    inside the kernel, never copied). F16 and block-quantized weights (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)
+    take either x: F32 -> F32, BF16 -> BF16 (accumulated in float32, rounded once); their kernels
+    read the stored blocks and never round a weight.
     """
     require_tensor("LinearTransformation", "x", x)
     require_tensor("LinearTransformation", "weights", w)
     require_dtype("LinearTransformation", x, (DT_F32, DT_BF16), "x")
-    require_dtype("LinearTransformation", w, (DT_F32, DT_BF16), "weights")
+    require_dtype("LinearTransformation", w, _WEIGHT_DTYPES, "weights")
     if w.ndim != 2:
         raise ShapeError(f"LinearTransformation: weights must be 2-D [out, in], got shape {format_dims(w.shape)}")
     if x.ndim == 0 or x.shape[-1] != w.shape[1]:
@@ -101,12 +99,14 @@ def LinearTransformation(x: Tensor, w: Tensor) -> Tensor:
         )
     lead = x.shape[:-1]
     x2 = x.data.reshape(math.prod(lead), x.shape[-1])
-    if x.dtype is DT_BF16:
-        x2 = bf16_bits_to_float32(x2)
+    if x.dtype is DT_BF16 and not (w.dtype is DT_BF16 and x2.shape[0] > GEMV_MAX_ROWS):
+        x2 = bf16_bits_to_float32(x2)  # (the bf16 prefill kernel reads bf16 x as it is)
     if w.dtype is DT_BF16:
         out = _linear_bf16_weights(x2, w.data)
-    else:
+    elif w.dtype is DT_F32:
         out = x2 @ w.data.T
+    else:
+        out = _linear_block_weights(x2, w.dtype, w.data)
     out = out.reshape(*lead, w.shape[0])
     if x.dtype is DT_BF16:
         return Tensor.wrap(float32_to_bf16_bits(out), DT_BF16)

@@ -1,16 +1,151 @@
-"""Block-quantized tensors (GGML's Q8_0, Q4_0, Q4_1, Q4_K, Q6_K): dequantization.
+"""Block-quantized and float16 matrices (GGML's Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, and F16): which kernel
+reads which dtype, dequantization, and the matrix product used by LinearTransformation.
 
-The per-type kernels live beside this dispatcher, one file per block type.
+Each block type has a file of its own beside this one (q8_0.py, q4_0.py, q4_1.py, q4_k.py, q6_k.py,
+f16.py) with four kernels of the same shapes:
+    dequantize_serial / dequantize_parallel (src rows, dst float32 rows)
+    gemv_serial / gemv_parallel (x float32 [n, k], w rows, out float32 [n, m])
+A quantized weight stays quantized in memory. LinearTransformation on one of them:
+- few rows of x (decode): the GEMV kernel reads the blocks where they lie, unpacks each block into
+  float32 vector registers and accumulates; nothing builds a float copy of the matrix;
+- many rows (prefill): a block of weight rows at a time is dequantized into a bounded float32
+  scratch and the product of that block goes to numpy's BLAS, compute-bound and fast.
+Both multiply exactly the weights `dequantize` gives (bit for bit gguf-py's values), so the result is
+the dequantized model's product up to the order of the float32 sums.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
-from ..common.errors import DTypeError
-from .dtype import DataType
+from ..common.errors import DTypeError, ShapeError
+from .dtype import DT_F16, DT_Q4_0, DT_Q4_1, DT_Q4_K, DT_Q6_K, DT_Q8_0, DataType
+
+GEMV_MAX_ROWS = 4  # up to this many rows of x use the GEMV kernel; more dequantize blocks for BLAS
+# A GEMV of fewer weights than this stays on one thread: waking the second (passive) OpenMP worker
+# costs more than it saves on small matrices; the bf16 GEMV's rule (matmul.py), measured there. A
+# quantized weight costs more arithmetic than a bf16 one, so the rule is in weights, not bytes.
+PARALLEL_MIN_WEIGHTS = 1 << 20
+_DEQUANTIZE_PARALLEL_MIN = 1 << 16  # float32 values below which dequantizing stays on one thread
+SCRATCH_BYTES = 8 << 20  # the float32 weight rows dequantized at a time in the BLAS path
+
+
+@dataclass(frozen=True)
+class BlockKernels:
+    """The kernels of one dtype; `rows` views a tensor's storage as the 2-D array they read."""
+
+    dequantize_serial: Callable[..., None]
+    dequantize_parallel: Callable[..., None]
+    gemv_serial: Callable[..., None]
+    gemv_parallel: Callable[..., None]
+    rows: Callable[[np.ndarray], np.ndarray]
+
+
+def _byte_rows(data: np.ndarray) -> np.ndarray:
+    if data.ndim == 2:
+        return data  # a matrix already is its rows (the common case: every call of a decode step)
+    return data.reshape(-1, data.shape[-1]) if data.ndim else data.reshape(1, -1)
+
+
+def _f16_rows(data: np.ndarray) -> np.ndarray:
+    return _byte_rows(data.view(np.uint16))
+
+
+# The kernels of a dtype are imported on its first use: a run on bf16 or float32 weights never loads
+# them (numba's set-up of some fifty functions costs tens of milliseconds at start-up).
+_MODULES: dict[DataType, str] = {
+    DT_F16: "f16",
+    DT_Q8_0: "q8_0",
+    DT_Q4_0: "q4_0",
+    DT_Q4_1: "q4_1",
+    DT_Q4_K: "q4_k",
+    DT_Q6_K: "q6_k",
+}
+BLOCK_DTYPES = tuple(_MODULES)  # the dtypes LinearTransformation and Embedding read through this file
+_KERNELS: dict[DataType, BlockKernels] = {}
+
+
+def kernels_for(dtype: DataType) -> BlockKernels:
+    """The kernels of a block dtype (F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K), imported on first use."""
+    kernels = _KERNELS.get(dtype)
+    if kernels is None:
+        if dtype not in _MODULES:
+            names = ", ".join(str(d) for d in _MODULES)
+            raise DTypeError(f"dequantize: {dtype} is not a block dtype (expected {names})")
+        module = importlib.import_module(f".{_MODULES[dtype]}", __package__)
+        kernels = _KERNELS[dtype] = BlockKernels(
+            module.dequantize_serial,
+            module.dequantize_parallel,
+            module.gemv_serial,
+            module.gemv_parallel,
+            _f16_rows if dtype is DT_F16 else _byte_rows,
+        )
+    return kernels
+
+
+def _values_per_row(dtype: DataType, rows: np.ndarray) -> int:
+    stored = rows.shape[-1]
+    if dtype is DT_F16:
+        return stored
+    if stored % dtype.block_bytes:
+        raise ShapeError(
+            f"dequantize: {dtype} rows of {stored} bytes are not whole blocks of {dtype.block_bytes} bytes"
+        )
+    return stored // dtype.block_bytes * dtype.block_size
+
+
+def dequantize_rows_into(kernels: BlockKernels, rows: np.ndarray, out: np.ndarray) -> None:
+    """Dequantize the 2-D storage `rows` into the float32 array `out` [rows, values] (no checks)."""
+    if out.size >= _DEQUANTIZE_PARALLEL_MIN:
+        kernels.dequantize_parallel(rows, out)
+    elif out.size:
+        kernels.dequantize_serial(rows, out)
 
 
 def dequantize(dtype: DataType, data: np.ndarray) -> np.ndarray:
-    """uint8 blocks [..., n_blocks * block_bytes] -> float32 [..., n_blocks * block_size]."""
-    raise DTypeError(f"dequantize: {dtype} blocks cannot be dequantized yet")
+    """Storage -> float32 values: uint8 blocks [..., n_blocks * block_bytes] -> [..., n_blocks *
+    block_size], or float16 [..., cols] -> [..., cols]. Bit for bit gguf-py's dequantize."""
+    kernels = kernels_for(dtype)
+    if data.dtype != dtype.storage:
+        raise DTypeError(f"dequantize: {dtype} is stored as numpy {dtype.storage}, got numpy {data.dtype}")
+    rows = np.ascontiguousarray(kernels.rows(data))
+    cols = _values_per_row(dtype, rows)
+    out = np.empty((rows.shape[0], cols), dtype=np.float32)
+    dequantize_rows_into(kernels, rows, out)
+    lead = data.shape[:-1] if data.ndim else ()
+    return out.reshape(*lead, cols)
+
+
+def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
+    """x2 float32 [n, k] (C-contiguous) @ W^T for W [m, k] of a block dtype stored as `w_data` ->
+    float32 [n, m]. The caller (LinearTransformation) has checked the dtypes and that W's rows hold k
+    values; this runs on every matrix of every decode step, so it checks nothing more."""
+    kernels = _KERNELS.get(dtype) or kernels_for(dtype)
+    rows = kernels.rows(w_data)
+    n, k = x2.shape
+    m = rows.shape[0]
+    if n <= GEMV_MAX_ROWS:
+        out = np.empty((n, m), dtype=np.float32)
+        if n:
+            gemv = kernels.gemv_parallel if m * k >= PARALLEL_MIN_WEIGHTS else kernels.gemv_serial
+            gemv(x2, rows, out)
+        return out
+    # Blocks of weight rows produce blocks of output *columns*; the transposed product
+    # (w_block @ x^T) writes each block as contiguous rows, which BLAS needs (see matmul.py).
+    block = max(1, min(m, SCRATCH_BYTES // (4 * max(k, 1))))
+    scratch = np.empty((block, k), dtype=np.float32)
+    out_t = np.empty((m, n), dtype=np.float32)
+    x2_t = x2.T
+    for r0 in range(0, m, block):
+        r1 = min(m, r0 + block)
+        w_block = scratch[: r1 - r0]
+        dequantize_rows_into(kernels, rows[r0:r1], w_block)
+        np.matmul(w_block, x2_t, out=out_t[r0:r1])
+    return np.ascontiguousarray(out_t.T)
+
+
+__all__ = ["BLOCK_DTYPES", "BlockKernels", "dequantize", "linear", "kernels_for"]

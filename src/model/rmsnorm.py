@@ -9,6 +9,8 @@ result is rounded to the activation dtype once (`.type_as(x)`) before the weight
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..common import GLogger
 from ..ml import AddScalar, DT_BF16, Mean, MultiplyElementwise, Pow, RSqrt, Tensor, ToBFloat16, ToFloat32
 
@@ -35,7 +37,14 @@ class RMSNorm:
 
     def Forward(self, x: Tensor) -> Tensor:
         h = self.doNormalization(x)
+        GLogger.DebugValues("RMS of the last row of x: sqrt(mean(x^2) + eps) = %.6g, so that row is multiplied by %.6g", lambda: _last_row_rms(x, self.epsilon), lambda: 1 / _last_row_rms(x, self.epsilon))
         GLogger.DebugPrintf(
             "Calling MultiplyElementwise for tensor normalized %s and %s weights %s -> tensor output", h, self.name, self.weights
         )
         return MultiplyElementwise(h, self.weights)
+
+
+def _last_row_rms(x: Tensor, epsilon: float) -> float:
+    """sqrt(mean(x^2) + eps) of x's last row, in float64: the number the normalisation divides by."""
+    row = np.asarray(x.numpy(), dtype=np.float64).reshape(-1, x.shape[-1])[-1]
+    return float(np.sqrt(np.mean(row * row) + epsilon))

@@ -49,7 +49,7 @@ def test_unknown_flag_is_a_usage_error() -> None:
     "flags, message",
     [
         (["--dtype", "f16"], "invalid choice"),
-        (["--max-tokens", "-1"], "--max-tokens must be >= 0"),
+        (["--max-tokens", "-2"], "--max-tokens must be >= 0, or -1 for no limit"),
         (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--temperature", "-0.1"], "--temperature must be >= 0"),
         (["--threads", "abc"], "invalid int value"),

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from .cli_module import load_cli
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def cli():
-    # Loaded by path: `cmd` is the entry-point folder, not an installed package.
-    spec = importlib.util.spec_from_file_location("llama_infer_under_test", REPO_ROOT / "cmd" / "llama_infer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    return load_cli("llama_infer")
 
 
 def test_sink_writes_text_only_when_not_a_terminal(cli) -> None:
@@ -60,6 +53,7 @@ class FakeLoaded:
     path: Path
     format: str
     kind: str
+    chat_template: str | None = None
 
     @property
     def tokenizer(self):
@@ -83,7 +77,20 @@ def test_predefined_prompts_suit_the_model(cli, loaded, family: str, first_promp
     if family in ("kjv", "stories", "base"):
         assert not any(r.chat for r in requests)  # chat prompts only for chat/instruct models
     entries = cli.menu_entries(loaded)
-    assert [e.label for e in entries[-2:]] == ["other, manual input (text completion)", "other, manual input (chat)"]
+    assert entries[-2].label == cli.COMPLETION_LABEL and not entries[-2].chat
+    assert entries[-1].chat
+    # chat is offered plainly to chat models, with a warning to base models
+    assert entries[-1].label == (cli.CHAT_LABEL if chat else cli.BASE_CHAT_LABEL)
+    assert cli.trained_to_chat(loaded) is chat
+
+
+def test_a_chat_template_in_the_files_makes_a_model_a_chat_model(cli) -> None:
+    """A LoadedModel may carry the template of its GGUF / Hugging Face files; then chat is plain."""
+    loaded = FakeLoaded(Path("SmolLM2-135M"), "gguf", "gpt2")
+    assert not cli.trained_to_chat(loaded)
+    loaded.chat_template = "{% for message in messages %}...{% endfor %}"
+    assert cli.trained_to_chat(loaded)
+    assert cli.menu_entries(loaded)[-1].label == cli.CHAT_LABEL
 
 
 def test_llama3_instruct_prompt_has_the_emoji_system_prompt(cli) -> None:

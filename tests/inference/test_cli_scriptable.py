@@ -7,10 +7,10 @@ Standard output must hold the generated text and one final newline, nothing else
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +177,168 @@ def test_default_model_when_present() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() and result.stdout.endswith("\n")
     assert "loaded meta model" in result.stderr and "generated tokens:" in result.stderr
+
+
+# ---- scripted conversations: one user turn per stdin line ----------------------------------------
+def library_answers(model_dir: Path, questions: list[str], max_new_tokens: int) -> list[str]:
+    """The same conversation through the library (llamanuts.inference.Conversation), in-process:
+    what the CLI must print, one answer per line, with nothing else on stdout."""
+    from llamanuts.inference import Conversation, InferenceArgs, InferenceEngine
+    from llamanuts.model import LlamaTransformer
+    from llamanuts.model.loader import load_model
+
+    loaded = load_model(model_dir)
+    engine = InferenceEngine(LlamaTransformer(loaded.args, loaded.weights, "bf16"), loaded.tokenizer, InferenceArgs(max_new_tokens=max_new_tokens))
+    conversation = Conversation(engine)
+    return ["".join(part.text for part in conversation.Ask(q)).lstrip(" ") for q in questions]
+
+
+def test_two_turn_conversation_from_piped_stdin(tmp_path: Path) -> None:
+    from .terminal import chat_model
+
+    model = chat_model(tmp_path)
+    result = run_cli("-m", str(model), "--chat", "-n", "4", stdin="Hello there\n\nAnd then?\n")  # a blank line is skipped
+    assert result.returncode == 0, result.stderr
+    expected = library_answers(model, ["Hello there", "And then?"], 4)
+    assert result.stdout == "".join(answer + "\n" for answer in expected)
+    stats = re.findall(r"prompt tokens: (\d+) \((\d+) from the cache\), generated tokens: (\d+)", result.stderr)
+    assert len(stats) == 2
+    (prompt1, cached1, _), (prompt2, cached2, _) = [tuple(map(int, s)) for s in stats]
+    assert cached1 == 0 and prompt1 <= cached2 < prompt2  # turn 2 prefilled only what follows turn 1
+    assert "never trained to chat" in result.stderr  # the tiny model is a base model: said once, on stderr
+
+
+def test_a_scripted_chat_that_fills_the_context_stops_with_a_message_and_exit_2(tmp_path: Path) -> None:
+    from .terminal import chat_model
+
+    result = run_cli("-m", str(chat_model(tmp_path)), "--chat", "-n", "4", "-c", "64", stdin="Tell me more\n" * 8)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(r"context full: the conversation \(\d+ earlier turns? and the new message\) takes \d+ tokens, plus 4 kept for the answer, "
+                     r"more than the context size of 64 tokens \(the context holds 64 tokens; --ctx-size can raise it to the model's max_seq_len 512\)", result.stderr)
+    answered = result.stderr.count("from the cache)")
+    assert 1 <= answered < 8 and len(result.stdout.splitlines()) >= 1
+
+
+def test_chat_with_a_prompt_flag_is_one_turn(tmp_path: Path) -> None:
+    from .terminal import chat_model
+
+    model = chat_model(tmp_path)
+    result = run_cli("-m", str(model), "--chat", "-p", "Hello there", "-n", "4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == library_answers(model, ["Hello there"], 4)[0] + "\n"
+
+
+# ---- hostile input: invalid UTF-8, files that are not files ---------------------------------------
+def run_bytes(*flags: str | bytes, stdin: bytes = b"", timeout: float = 120, **kwargs) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "cmd.llama_infer", *flags], cwd=REPO_ROOT, input=stdin, capture_output=True, timeout=timeout, **kwargs)
+
+
+def test_invalid_utf8_in_the_prompt_flag_is_a_usage_error_naming_the_byte(stories: list[str]) -> None:
+    result = run_bytes(*stories, "-p", b"caf\xe9 au lait")
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.strip() == b"--prompt is not valid UTF-8: byte 0xe9 at offset 3 (line 1); give the text in UTF-8"
+    result = run_bytes(*stories, "-sys", b"\xff", "-p", "hi")
+    assert result.returncode == 2 and b"--system is not valid UTF-8: byte 0xff at offset 0" in result.stderr
+
+
+def test_invalid_utf8_on_stdin_is_a_usage_error(stories: list[str]) -> None:
+    result = run_bytes(*stories, stdin=b"Once upon\n\xc3\x28 a time\n")
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    assert b"standard input is not valid UTF-8: byte 0xc3 at offset 10 (line 2)" in result.stderr
+    chat = run_bytes("-m", str(TINY_MODELS / "tiny-mha"), "--chat", "-n", "2", stdin=b"hello\nbad \xff line\n")
+    assert chat.returncode == 2 and b"standard input line 2 is not valid UTF-8: byte 0xff at column 5" in chat.stderr
+    assert chat.stdout.count(b"\n") == 1  # the first line was answered before the bad one was read
+
+
+def test_a_prompt_file_with_invalid_utf8_names_the_line(stories: list[str], tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_bytes(b"line one\nline \x80two\n")
+    result = run_bytes(*stories, "-f", str(prompt))
+    assert result.returncode == 2
+    assert f"{prompt}: the prompt file is not valid UTF-8: byte 0x80 at offset 14 (line 2)".encode() in result.stderr
+
+
+def test_devices_and_fifos_are_refused_before_they_are_read(stories: list[str], tmp_path: Path) -> None:
+    result = run_cli("--model", str(STORIES), "--tokenizer", "/dev/zero", "-p", "x", timeout=60)
+    assert result.returncode == 2 and result.stderr.strip() == "/dev/zero: the tokenizer is a character device, not a regular file"
+    result = run_cli(*stories, "-f", "/dev/zero", timeout=60)
+    assert result.returncode == 2 and "/dev/zero: the prompt file is a character device, not a regular file" in result.stderr
+    fifo = tmp_path / "prompt.fifo"
+    os.mkfifo(fifo)
+    result = run_cli(*stories, "-f", str(fifo), timeout=60)  # open() would wait for a writer forever
+    assert result.returncode == 2 and f"{fifo}: the prompt file is a FIFO (named pipe), not a regular file" in result.stderr
+    model = tmp_path / "model"
+    model.mkdir()
+    os.mkfifo(model / "params.json")
+    result = run_cli("--model", str(model), "-p", "x", timeout=60)
+    assert result.returncode == 2 and "the model's params.json is a FIFO (named pipe), not a regular file" in result.stderr
+
+
+# ---- output failures ----------------------------------------------------------------------------
+def test_closed_stdout_is_one_line_and_exit_1(stories: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "cmd.llama_infer", *stories, "-p", "", "-n", "5"], cwd=REPO_ROOT,
+                            stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert result.returncode == 1
+    assert result.stderr.strip() == "llama_infer: standard output is closed: nowhere to write the results (run without >&-)"
+
+
+def test_a_full_disk_on_stdout_is_one_line_and_exit_1(stories: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "cmd.llama_infer", *stories, "-p", "", "-n", "5"], cwd=REPO_ROOT,
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "llama_infer: cannot write to standard output: No space left on device"
+
+
+def test_a_full_disk_under_the_debug_log_is_one_line_and_exit_1(stories: list[str]) -> None:
+    result = run_cli(*stories, "-p", "", "-n", "5", "--debug", "--debug-log", "/dev/full")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert "llama_infer: cannot write the debug log /dev/full: No space left on device" in result.stderr
+
+
+def test_a_reader_closing_the_pipe_early_is_one_line_and_exit_141(stories: list[str], tmp_path: Path) -> None:
+    """As `| head -c1`: the program waits (test checkpoint) after its first text, the reader takes one
+    byte and goes away, then the program writes on into the closed pipe."""
+    from .terminal import Checkpoints
+
+    checkpoints = Checkpoints(tmp_path / "checkpoints")
+    resume = tmp_path / "resume"
+    env = dict(os.environ, **checkpoints.env(pause="answer#1"), LLAMANUTS_TEST_RESUME=str(resume))
+    process = subprocess.Popen([sys.executable, "-m", "cmd.llama_infer", *stories, "-p", "", "-n", "50"], cwd=REPO_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        checkpoints.wait_for("answer", process=process)
+        assert os.read(process.stdout.fileno(), 1)
+        process.stdout.close()
+        resume.touch()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert err.strip().splitlines()[-1] == "llama_infer: standard output was closed by the reader (broken pipe): stopped"
+
+
+# ---- signals -------------------------------------------------------------------------------------
+def test_sigterm_during_generation_exits_143_and_keeps_the_text(stories: list[str], tmp_path: Path) -> None:
+    from .terminal import Checkpoints
+
+    checkpoints = Checkpoints(tmp_path / "checkpoints")
+    env = dict(os.environ, **checkpoints.env(pause="answer#1"))
+    process = subprocess.Popen([sys.executable, "-m", "cmd.llama_infer", *stories, "-p", ""], cwd=REPO_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        checkpoints.wait_for("answer", process=process)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err
+    assert b"Traceback" not in err and b"finish reason: interrupted" in err
+    assert out.startswith(b"Once") and out.endswith(b"\n")

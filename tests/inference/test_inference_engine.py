@@ -36,6 +36,7 @@ class ScriptedModel:
     max_seq_len: int = 32
     vocab: int = VOCAB
     calls: list[tuple[list[int], int]] = field(default_factory=list)
+    last_row_only: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.args = FakeArgs(self.max_seq_len)
@@ -43,11 +44,12 @@ class ScriptedModel:
     def NewInferenceContext(self, sequence_length: int) -> FakeContext:
         return FakeContext(sequence_length)
 
-    def Forward(self, infContext: FakeContext, inputTokens: Tensor, startPos: int) -> Tensor:
+    def Forward(self, infContext: FakeContext, inputTokens: Tensor, startPos: int, lastRowOnly: bool = False) -> Tensor:
         tokens = inputTokens.data.tolist()
         assert startPos + len(tokens) <= infContext.sequence_length, "Forward past the KV cache"
         self.calls.append((tokens, startPos))
-        logits = np.zeros((len(tokens), self.vocab), dtype=np.float32)
+        self.last_row_only.append(lastRowOnly)
+        logits = np.zeros((1 if lastRowOnly else len(tokens), self.vocab), dtype=np.float32)
         logits[-1, self.script[len(self.calls) - 1]] = 10.0
         return Tensor.from_numpy(logits)
 
@@ -86,6 +88,12 @@ def test_prefill_in_one_call_then_one_token_per_call() -> None:
     assert [p.token_id for p in parts] == [3, 4, 5, EOS]
     assert "".join(p.text for p in parts) == "abc"
     assert engine.stats.prompt_tokens == 3 and engine.stats.generated_tokens == 4
+
+
+def test_generation_asks_forward_for_the_last_rows_logits_only() -> None:
+    # the other rows of the prompt predict tokens already known: computing them is wasted work
+    model, _, _ = run([3, 4, EOS], prompt=[BOS, 6, 7])
+    assert model.last_row_only == [True, True, True]
 
 
 def test_stops_on_eos() -> None:
@@ -191,7 +199,7 @@ def test_stats_have_time_to_first_token_and_speed() -> None:
 
 def test_seeded_sampling_is_reproducible_through_the_engine() -> None:
     class NoisyModel(ScriptedModel):
-        def Forward(self, infContext, inputTokens, startPos):
+        def Forward(self, infContext, inputTokens, startPos, lastRowOnly=False):
             self.calls.append((inputTokens.data.tolist(), startPos))
             rng = np.random.default_rng(startPos)
             return Tensor.from_numpy(rng.standard_normal((inputTokens.shape[0], VOCAB)).astype(np.float32))
@@ -222,3 +230,80 @@ def test_llama3_chat_uses_the_header_template_and_stops_on_eot() -> None:
     parts = list(engine.Generate(prompt))
     assert "".join(p.text for p in parts) == "Hello!"
     assert parts[-1].token_id == eot and parts[-1].state is GenerationState.FINISHED_EOS
+
+
+# ---- a kept context: prefill only what the cache does not hold yet (conversations) ---------------
+def test_with_a_context_only_the_tokens_after_start_pos_are_prefilled() -> None:
+    model = ScriptedModel([3, 4, EOS, 5, EOS])
+    engine = InferenceEngine(model, FakeTokenizer(), InferenceArgs())
+    context = engine.NewContext()
+    first = [p.token_id for p in engine.Generate([BOS, 6, 7], context=context, start_pos=0)]
+    assert first == [3, 4, EOS]
+    assert engine.context_tokens == [BOS, 6, 7, 3, 4]  # EOS was sampled but never fed back
+    assert "prompt tokens: 3 (0 from the cache)" in engine.stats.summary()
+    second_prompt = engine.context_tokens + [EOS, 8]
+    second = [p.token_id for p in engine.Generate(second_prompt, context=context, start_pos=5)]
+    assert second == [5, EOS]
+    assert model.calls[3] == ([EOS, 8], 5)  # the new tokens only, at the position after the cache
+    assert engine.stats.prompt_tokens == 7 and engine.stats.cached_tokens == 5
+    assert "prompt tokens: 7 (5 from the cache)" in engine.stats.summary()
+
+
+def test_without_a_context_the_summary_has_no_cache_count() -> None:
+    _, engine, _ = run([3, EOS])
+    assert engine.stats.cached_tokens is None and "from the cache" not in engine.stats.summary()
+
+
+def test_context_tokens_after_an_interruption_are_the_positions_forward_finished() -> None:
+    model = ScriptedModel([3, 4, 5, 6, 7])
+    engine = InferenceEngine(model, FakeTokenizer(), InferenceArgs())
+    parts = engine.Generate([BOS, 6], context=engine.NewContext())
+    next(parts), next(parts)  # 3 and 4 sampled; 3 went through Forward
+    parts.close()
+    assert engine.context_tokens == [BOS, 6, 3]
+
+
+def test_an_exception_inside_forward_leaves_the_context_tokens_exact() -> None:
+    class FailingModel(ScriptedModel):
+        def Forward(self, infContext, inputTokens, startPos, lastRowOnly=False):
+            if startPos == 3:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the second decode step
+            return super().Forward(infContext, inputTokens, startPos)
+
+    engine = InferenceEngine(FailingModel([3, 4, 5]), FakeTokenizer(), InferenceArgs())
+    with pytest.raises(KeyboardInterrupt):
+        list(engine.Generate([BOS, 6], context=engine.NewContext()))
+    assert engine.context_tokens == [BOS, 6, 3]  # position 3 was being written: it does not count
+    assert engine.stats.finish_reason == "interrupted"
+
+
+def test_bad_start_pos_or_context_is_a_clear_error() -> None:
+    model = ScriptedModel([3])
+    engine = InferenceEngine(model, FakeTokenizer(), InferenceArgs(sequence_length=8))
+    with pytest.raises(LlamaError, match="start_pos"):
+        engine.Generate([BOS, 3], start_pos=1)
+    with pytest.raises(LlamaError, match="at least one prompt token"):
+        engine.Generate([BOS, 3], context=engine.NewContext(), start_pos=2)
+    with pytest.raises(LlamaError, match="NewContext"):
+        engine.Generate([BOS, 3], context=FakeContext(16), start_pos=0)
+
+
+def test_repeat_penalty_sees_the_prompt_and_the_generated_ids() -> None:
+    class TwoWayModel(ScriptedModel):
+        """Token 3 always scores 2.0, token 4 scores 1.9: greedy picks 3 unless 3 is penalised."""
+
+        def Forward(self, infContext, inputTokens, startPos, lastRowOnly=False):
+            self.calls.append((inputTokens.data.tolist(), startPos))
+            logits = np.zeros((inputTokens.shape[0], VOCAB), dtype=np.float32)
+            logits[-1, 3], logits[-1, 4] = 2.0, 1.9
+            return Tensor.from_numpy(logits)
+
+    def ids(prompt: list[int], **kwargs) -> list[int]:
+        engine = InferenceEngine(TwoWayModel([]), FakeTokenizer(), InferenceArgs(max_new_tokens=4, **kwargs))
+        return [p.token_id for p in engine.Generate(prompt)]
+
+    assert ids([BOS]) == [3, 3, 3, 3]
+    # 3 is in the prompt, so 2.0 / 1.1 < 1.9 gives 4; once both were seen, 3 leads again
+    assert ids([BOS, 3], repeat_penalty=1.1) == [4, 3, 3, 3]
+    assert ids([BOS], repeat_penalty=1.1) == [3, 4, 3, 3]
+    assert ids([BOS], repeat_penalty=1.1, repeat_last_n=1) == [3, 4, 3, 4]

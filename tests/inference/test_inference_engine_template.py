@@ -37,7 +37,7 @@ class ScriptedModel:
     def NewInferenceContext(self, sequence_length: int) -> object:
         return object()
 
-    def Forward(self, infContext: object, inputTokens: Tensor, startPos: int) -> Tensor:
+    def Forward(self, infContext: object, inputTokens: Tensor, startPos: int, lastRowOnly: bool = False) -> Tensor:
         logits = np.zeros((len(inputTokens.data.tolist()), VOCAB), dtype=np.float32)
         logits[-1, self.script[self.calls]] = 10.0
         self.calls += 1

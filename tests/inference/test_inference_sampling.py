@@ -131,3 +131,109 @@ def test_non_finite_logits_are_a_clear_error(bad: float) -> None:
     for args in (SamplingArgs(), SamplingArgs(temperature=0.8, seed=1)):
         with pytest.raises(LlamaError, match="logits are not finite"):
             Sampler(args).Sample(logits)
+# ---- min-p and the repeat penalty (llama.cpp's --min-p, --repeat-penalty, --repeat-last-n) -------
+def reference_distribution(logits: np.ndarray, temperature: float, top_k: int, top_p: float, min_p: float) -> dict[int, float]:
+    """The sampling distribution written out plainly, token by token, as the rules read:
+    softmax(logits / T); the k most likely; the smallest prefix with mass >= p (Meta's rule: keep
+    a token while the mass before it is <= p); the tokens with probability >= min_p * the top one."""
+    scaled = [float(x) / temperature for x in logits]
+    peak = max(scaled)
+    weights = [np.exp(x - peak) for x in scaled]
+    total = sum(weights)
+    probs = {i: w / total for i, w in enumerate(weights)}
+    ranked = sorted(probs, key=lambda i: (-probs[i], i))
+    if top_k:
+        ranked = ranked[:top_k]
+    mass = sum(probs[i] for i in ranked)
+    kept, before = [], 0.0
+    for i in ranked:
+        if kept and before >= top_p * mass:
+            break
+        kept.append(i)
+        before += probs[i]
+    top = probs[kept[0]]
+    kept = [i for i in kept if probs[i] >= min_p * top]
+    mass = sum(probs[i] for i in kept)
+    return {i: probs[i] / mass for i in kept}
+
+
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p, min_p",
+    [(1.0, 0, 1.0, 0.05), (0.7, 0, 1.0, 0.2), (1.3, 40, 0.95, 0.05), (1.0, 0, 0.9, 0.5), (2.0, 0, 1.0, 1.0)],
+)
+def test_min_p_distribution_matches_a_plain_reference(temperature: float, top_k: int, top_p: float, min_p: float) -> None:
+    for seed in range(5):
+        logits = random_logits(seed, vocab=200)
+        sampler = Sampler(SamplingArgs(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=1))
+        ids, probs = sampler.candidates(logits)
+        expected = reference_distribution(logits, temperature, top_k, top_p, min_p)
+        assert sorted(ids.tolist()) == sorted(expected)
+        for i, p in zip(ids.tolist(), probs.tolist()):
+            assert p == pytest.approx(expected[i], rel=1e-5)
+
+
+def test_min_p_keeps_exactly_the_tokens_above_the_threshold() -> None:
+    # probabilities 0.5, 0.25, 0.15, 0.1 (logits are their logs): min_p 0.28 keeps p >= 0.14
+    logits = np.log(np.array([0.25, 0.5, 0.1, 0.15])).astype(np.float32)
+    ids, probs = Sampler(SamplingArgs(temperature=1.0, min_p=0.28, seed=0)).candidates(logits)
+    assert ids.tolist() == [1, 0, 3]
+    assert probs.tolist() == pytest.approx([0.5 / 0.9, 0.25 / 0.9, 0.15 / 0.9])
+
+
+def test_min_p_sampling_follows_the_cut_distribution() -> None:
+    logits = np.log(np.array([0.25, 0.5, 0.1, 0.15])).astype(np.float32)
+    sampler = Sampler(SamplingArgs(temperature=1.0, min_p=0.28, seed=11))
+    counts = np.bincount([sampler.Sample(logits) for _ in range(9000)], minlength=4)
+    assert counts[2] == 0
+    assert counts / counts.sum() == pytest.approx([0.25 / 0.9, 0.5 / 0.9, 0.0, 0.15 / 0.9], abs=0.02)
+
+
+def reference_repeat_penalty(logits: np.ndarray, recent: list[int], penalty: float) -> np.ndarray:
+    """llama.cpp's llama_sampler_penalties rule, one distinct token at a time."""
+    out = logits.astype(np.float32).copy()
+    for token in set(recent):
+        out[token] = out[token] / penalty if out[token] > 0 else out[token] * penalty
+    return out
+
+
+def test_repeat_penalty_changes_the_logits_of_recent_tokens_only() -> None:
+    from llamanuts.inference.sampling import apply_repeat_penalty
+
+    logits = np.array([2.0, -1.0, 0.5, -3.0, 4.0], dtype=np.float32)
+    recent = [0, 1, 1, 3]
+    got = apply_repeat_penalty(logits, recent, 1.5)
+    assert got.tolist() == pytest.approx(reference_repeat_penalty(logits, recent, 1.5).tolist())
+    assert got.tolist() == pytest.approx([2.0 / 1.5, -1.5, 0.5, -4.5, 4.0])
+    assert logits.tolist() == [2.0, -1.0, 0.5, -3.0, 4.0]  # the caller's row is left alone
+
+
+def test_repeat_penalty_applies_to_greedy_and_looks_only_at_the_last_n() -> None:
+    logits = np.array([3.0, 2.9, 0.0], dtype=np.float32)
+    plain = Sampler(SamplingArgs())
+    penalised = Sampler(SamplingArgs(repeat_penalty=1.1, repeat_last_n=2))
+    assert plain.Sample(logits, recent=[0]) == 0
+    assert penalised.Sample(logits, recent=[0]) == 1  # 3.0 / 1.1 < 2.9
+    assert penalised.Sample(logits, recent=[0, 2, 2]) == 0  # token 0 is older than the last 2
+    everything = Sampler(SamplingArgs(repeat_penalty=1.1, repeat_last_n=-1))
+    assert everything.Sample(logits, recent=[0, 2, 2, 2, 2]) == 1
+    off = Sampler(SamplingArgs(repeat_penalty=1.1, repeat_last_n=0))
+    assert off.Sample(logits, recent=[0]) == 0
+
+
+def test_repeat_penalty_distribution_matches_the_reference() -> None:
+    logits = random_logits(3, vocab=50)
+    recent = [1, 5, 5, 7, 49, 0]
+    sampler = Sampler(SamplingArgs(temperature=0.9, repeat_penalty=1.3, repeat_last_n=64, seed=0))
+    from llamanuts.inference.sampling import apply_repeat_penalty
+
+    ids, probs = sampler.candidates(apply_repeat_penalty(logits, recent, 1.3))
+    expected = reference_distribution(reference_repeat_penalty(logits, recent, 1.3), 0.9, 0, 1.0, 0.0)
+    assert dict(zip(ids.tolist(), probs.tolist())) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "args", [SamplingArgs(min_p=-0.1), SamplingArgs(min_p=1.5), SamplingArgs(repeat_penalty=0.0), SamplingArgs(repeat_last_n=-2)]
+)
+def test_bad_min_p_and_penalty_arguments_raise_a_clear_error(args: SamplingArgs) -> None:
+    with pytest.raises(LlamaError):
+        args.validate()

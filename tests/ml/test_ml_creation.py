@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,24 @@ def test_zeros_and_ones(dtype):
 
 def test_bf16_one_is_0x3f80():
     assert ml.Ones([1], DT_BF16).data.tolist() == [0x3F80]
+
+
+def _resident_bytes() -> int:
+    for line in open("/proc/self/status").read().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS line in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads resident memory from Linux's /proc")
+def test_large_zeros_cost_no_resident_memory_until_written():
+    # The KV cache is Zeros sized for the whole context (1 GB for Llama 2 7B in bf16); pages the
+    # generation never writes must not count against the machine's memory.
+    before = _resident_bytes()
+    z = ml.Zeros([64, 1 << 20], DT_BF16)  # 128 MiB
+    grown = _resident_bytes() - before
+    assert z.data[-1, -1] == 0 and z.data[0, 0] == 0
+    assert grown < 16 << 20, f"Zeros made {grown >> 20} MiB resident"
 
 
 def test_zeros_with_an_empty_dimension():

@@ -369,7 +369,7 @@ UNARY_AND_SCALAR = [
 @pytest.mark.parametrize("op_name, call", UNARY_AND_SCALAR, ids=[c[0] for c in UNARY_AND_SCALAR])
 @pytest.mark.parametrize("dtype", [DT_INT64, DT_COMPLEX64])
 def test_unary_and_scalar_ops_reject_non_float_dtypes(op_name, call, dtype):
-    with pytest.raises(DTypeError, match=rf"{op_name}: input dtype {dtype} is not supported \(expected F32, BF16\)"):
+    with pytest.raises(DTypeError, match=rf"{op_name}: input dtype {dtype} is not supported \(expected F32, BF16(, [A-Z0-9_]+)*\)"):
         call(ml.Zeros([2], dtype))
 
 

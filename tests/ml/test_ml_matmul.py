@@ -6,8 +6,9 @@ is the F32 tolerance. BF16 results must be within one bf16 ulp of the float64 re
 nearest even (the float32 accumulation order may move a value near a tie to the neighbour).
 
 LinearTransformation picks its kernel by shape: up to 4 rows of x with bf16 weights take the fused
-matrix-vector kernel (parallel for big weights), 5 or more rows widen the weights and use BLAS; F32
-weights always use BLAS. The row counts 1, 2, 4, 5, 33 cover both sides of that switch.
+matrix-vector kernel (parallel for big weights), 5 or more rows the prefill kernels of gemm_bf16.py
+(tested kernel by kernel in test_ml_gemm_bf16.py); F32 weights always use BLAS. The row counts
+1, 2, 4, 5, 33 cover both sides of that switch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import llamanuts.ml.gemm_bf16 as gemm_bf16
 import llamanuts.ml.matmul as matmul_module
 from llamanuts import ml
 from llamanuts.common import DTypeError, ShapeError
@@ -114,11 +116,10 @@ def test_linear_with_big_bf16_weights_takes_the_parallel_kernel(rows):
 
 
 def test_linear_blas_path_widens_the_weights_block_by_block(monkeypatch):
-    # Force the BLAS path to widen a few weight rows at a time (3 full blocks and a partial one).
-    if not hasattr(matmul_module, "_WIDEN_BLOCK_BYTES"):
-        pytest.skip("the BLAS path no longer widens in blocks")
+    # Force the BLAS prefill kernel to widen a few weight rows at a time (3 full blocks and a partial one).
     k = 32
-    monkeypatch.setattr(matmul_module, "_WIDEN_BLOCK_BYTES", 4 * k * 7)  # 7 rows per block
+    monkeypatch.setenv(gemm_bf16.KERNEL_ENV, "blas")
+    monkeypatch.setattr(gemm_bf16, "_WIDEN_BLOCK_BYTES", 4 * k * 7)  # 7 rows per block
     rng = np.random.default_rng(500)
     x = random_f32(rng, (6, k))
     w = random_bf16_bits(rng, (23, k), -1.0, 1.0)

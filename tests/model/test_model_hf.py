@@ -20,7 +20,7 @@ import pytest
 
 from llamanuts.common import GLogger
 from llamanuts.common.errors import ModelFileError
-from llamanuts.ml import DT_BF16, DT_F32
+from llamanuts.ml import DT_BF16, DT_F16, DT_F32
 from llamanuts.model import LlamaTransformer, tokens_tensor
 from llamanuts.model import loader
 from llamanuts.model.loader import FORMAT_HF, load_model
@@ -178,15 +178,17 @@ def test_a_sharded_checkpoint_gives_the_same_logits(tmp_path: Path, name: str) -
     np.testing.assert_array_equal(_logits(tmp_path / name, ids), _logits(HF / name, ids))
 
 
-def test_float16_weights_load_widened_and_compute_like_the_same_values_in_float32(tmp_path: Path) -> None:
+def test_float16_weights_stay_float16_and_compute_like_the_same_values_in_float32(tmp_path: Path) -> None:
     source = SafetensorsFile(HF / "tiny-llama32-hf" / "model.safetensors")
     halves = {n: source.tensor(n).data.astype(np.float16) for n in source.names()}
     for directory, arrays in (("f16", halves), ("f32", {n: a.astype(np.float32) for n, a in halves.items()})):
         shutil.copytree(HF / "tiny-llama32-hf", tmp_path / directory, ignore=shutil.ignore_patterns("model.safetensors"))
         write(tmp_path / directory / "model.safetensors", arrays)
-    assert all(t.dtype is DT_F32 for _, t in load_model(tmp_path / "f16").weights.named_tensors())
+    assert all(t.dtype is DT_F16 for _, t in load_model(tmp_path / "f16").weights.named_tensors())  # no copy
     ids = [int(i) for i in _reference("tiny-llama32-hf")["ids"]]
-    np.testing.assert_array_equal(_logits(tmp_path / "f16", ids), _logits(tmp_path / "f32", ids))
+    f16, f32 = _logits(tmp_path / "f16", ids), _logits(tmp_path / "f32", ids)
+    # The same values (float16 widens exactly); the F16 kernels sum in another order than BLAS.
+    np.testing.assert_allclose(f16, f32, rtol=0, atol=1e-5 * float(np.ptp(f32)))
 
 
 # ---- the debug log says which RoPE layout -------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from llamanuts.inference.perplexity import chunk_nll_sum, chunk_tokens, perplexity
-from llamanuts.model import LlamaTransformer
+from llamanuts.model import LlamaTransformer, tokens_tensor
 from llamanuts.model.loader import load_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +37,32 @@ def test_nll_sum_equals_the_definition_in_float64() -> None:
     for row, t in zip(logits.astype(np.float64), targets):
         expected -= np.log(np.exp(row[t]) / np.exp(row).sum())
     assert chunk_nll_sum(logits, targets) == pytest.approx(expected, rel=1e-12)
+
+
+def test_standard_error_is_the_sample_standard_deviation_over_sqrt_n() -> None:
+    from llamanuts.inference.perplexity import nll_standard_error
+
+    values = np.array([2.0, 3.5, 1.25, 4.0, 2.75])
+    expected = np.std(values, ddof=1) / np.sqrt(len(values))  # numpy's sample standard deviation
+    assert nll_standard_error(float(values.sum()), float((values**2).sum()), len(values)) == pytest.approx(expected, rel=1e-12)
+    assert np.isnan(nll_standard_error(2.0, 4.0, 1))
+
+
+def test_perplexity_reports_its_standard_error_and_the_running_value() -> None:
+    model, stream, bos = _stories()
+    seen: list[tuple[int, int, float]] = []
+    result = perplexity(model, stream, bos, ctx=16, running=lambda done, total, ppl: seen.append((done, total, ppl)))
+    nlls = []
+    for chunk in chunk_tokens(stream, 16):
+        logits = model.Forward(model.NewInferenceContext(17), tokens_tensor([bos] + chunk), 0).data
+        row = logits[:-1].astype(np.float64)
+        nlls.extend(np.log(np.exp(row).sum(axis=1)) - row[np.arange(16), chunk])
+    nlls = np.array(nlls)
+    assert result.nll_stderr == pytest.approx(np.std(nlls, ddof=1) / np.sqrt(len(nlls)), rel=1e-6)
+    assert result.perplexity_stderr == pytest.approx(result.perplexity * result.nll_stderr)
+    assert [s[0] for s in seen] == list(range(1, result.chunks + 1)) and all(s[1] == result.chunks for s in seen)
+    assert seen[-1][2] == pytest.approx(result.perplexity)
+    assert seen[0][2] == pytest.approx(np.exp(nlls[:16].mean()), rel=1e-6)
 
 
 def _stories() -> tuple[LlamaTransformer, list[int], int]:

@@ -83,11 +83,100 @@ def test_unrecognised_file_is_a_clean_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_missing_flag_is_a_usage_error() -> None:
-    result = run_cli("x")
+DEFAULT_TOKENIZER = REPO / "models" / "kjv" / "tokenizer.model"
+
+
+def run_with_stdin(*args: str | Path, stdin: bytes, **kwargs) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", COLUMNS="120")
+    return subprocess.run(
+        [sys.executable, "-m", "cmd.llama_tokenize", *map(str, args)],
+        cwd=REPO, input=stdin, capture_output=True, env=env, timeout=120, **kwargs,
+    )
+
+
+def sentencepiece_ids(text: str) -> list[int]:
+    """The reference: the sentencepiece library itself on the default model's tokenizer."""
+    import sentencepiece
+
+    if not DEFAULT_TOKENIZER.exists():
+        pytest.skip(f"the default model's tokenizer is not at {DEFAULT_TOKENIZER}")
+    return sentencepiece.SentencePieceProcessor(model_file=str(DEFAULT_TOKENIZER)).encode(text)
+
+
+def test_without_a_tokenizer_flag_the_default_models_tokenizer_is_used() -> None:
+    result = run_cli("--json", "In the beginning")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ids"] == sentencepiece_ids("In the beginning")
+
+
+def test_model_flag_names_the_directory_whose_tokenizer_is_used() -> None:
+    result = run_cli("-m", REPO / "models" / "kjv", "--count", "In the beginning")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{len(sentencepiece_ids('In the beginning'))}\n"
+
+
+def test_count_prints_only_the_number_of_tokens() -> None:
+    result = run_cli("--count", "--bos", "Blessed are the meek")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{len(sentencepiece_ids('Blessed are the meek')) + 1}\n"
+
+
+def test_text_from_stdin_exactly_as_given() -> None:
+    text = "Blessed are the meek:\nfor they shall inherit the earth.\n"
+    result = run_with_stdin("--json", stdin=text.encode())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ids"] == sentencepiece_ids(text)
+
+
+def test_text_from_a_file_and_the_prompt_flag(tmp_path: Path) -> None:
+    text = "And God said, Let there be light\n"
+    file = tmp_path / "verse.txt"
+    file.write_text(text, encoding="utf-8")
+    from_file = run_cli("--json", "-f", file)
+    assert from_file.returncode == 0, from_file.stderr
+    assert json.loads(from_file.stdout)["ids"] == sentencepiece_ids(text)
+    from_flag = run_cli("--json", "-p", "Let there be light")
+    assert json.loads(from_flag.stdout)["ids"] == sentencepiece_ids("Let there be light")
+
+
+def test_two_texts_are_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli("-p", "a", "b")
+    assert result.returncode == 2 and "give one text, not TEXT and --prompt" in result.stderr
+    result = run_cli("--json", "--count", "a")
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
+
+
+def test_invalid_utf8_on_stdin_or_in_argv_is_a_clear_error() -> None:
+    result = run_with_stdin("--count", stdin=b"caf\xe9\n")
+    assert result.returncode == 2 and result.stdout == b""
+    assert b"standard input is not valid UTF-8: byte 0xe9 at offset 3 (line 1)" in result.stderr
+    assert b"Traceback" not in result.stderr
+    argv = subprocess.run([sys.executable, "-m", "cmd.llama_tokenize", b"caf\xe9"], cwd=REPO, capture_output=True, timeout=120)
+    assert argv.returncode == 2 and b"TEXT is not valid UTF-8: byte 0xe9 at offset 3" in argv.stderr
+    assert b"Traceback" not in argv.stderr
+
+
+def test_a_device_or_a_fifo_is_refused_without_reading_it(tmp_path: Path) -> None:
+    result = run_cli("--tokenizer", "/dev/zero", "x")
     assert result.returncode == 2
-    assert "--tokenizer" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == "/dev/zero: the tokenizer is a character device, not a regular file"
+    fifo = tmp_path / "text.fifo"
+    os.mkfifo(fifo)
+    result = run_cli("-f", fifo)  # opening a FIFO without a writer would block forever
+    assert result.returncode == 2 and "is a FIFO (named pipe), not a regular file" in result.stderr
+
+
+def test_closed_stdout_and_full_disk_end_with_one_line_and_status_1() -> None:
+    closed = subprocess.run(
+        [sys.executable, "-m", "cmd.llama_tokenize", "--count", "x"], cwd=REPO, capture_output=False,
+        stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1),
+    )
+    assert closed.returncode == 1, closed.stderr
+    assert closed.stderr.strip() == "llama_tokenize: standard output is closed: nowhere to write the results (run without >&-)"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "cmd.llama_tokenize", "In the beginning"], cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "llama_tokenize: cannot write to standard output: No space left on device"
 
 
 @pytest.mark.parametrize("text", ["", "-dash first"])
