@@ -13,6 +13,7 @@ names, no tensor is in two shards, and no shard holds a tensor the index does no
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -46,11 +47,13 @@ def find_safetensors_files(directory: str | Path) -> tuple[Path | None, list[Pat
 
 
 def _layout(directory: Path) -> tuple[Path | None, dict[str, str] | None, list[Path]]:
+    # lexists, not is_file: a FIFO, a device or a dangling link of that name is then opened, and
+    # refused with a message that says what it is, instead of being taken for a missing file.
     single = directory / SINGLE_FILE
-    if single.is_file():
+    if os.path.lexists(single):
         return None, None, [single]
     index = directory / INDEX_FILE
-    if index.is_file():
+    if os.path.lexists(index):
         weight_map = read_safetensors_index(index)
         return index, weight_map, [directory / name for name in dict.fromkeys(weight_map.values())]
     raise ModelFileError(directory, f"no {SINGLE_FILE} and no {INDEX_FILE} in this directory")
@@ -76,7 +79,7 @@ def load_safetensors_checkpoint(directory: str | Path, progress: Progress | None
     directory = Path(directory)
     index, weight_map, paths = _layout(directory)
     for shard in paths:
-        if not shard.is_file():
+        if not os.path.lexists(shard):
             users = sum(1 for s in (weight_map or {}).values() if s == shard.name)
             raise ModelFileError(shard, f"shard not found: {INDEX_FILE} maps {users} tensor(s) to it")
     files = [SafetensorsFile(p) for p in paths]

@@ -21,12 +21,14 @@ is read from tokenizer.json; one we cannot account for exactly is an error, not 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
 
 from ..common.errors import TokenizerError
+from ..common.files import read_text_file
 from .bpe_tokenizer import unicode_to_bytes
 from .tokenizer import Tokenizer, check_text, parse_byte_piece
 
@@ -266,32 +268,30 @@ def load_hf_tokenizer(directory: str | Path) -> HFTokenizer:
     if not folder.is_dir():
         raise TokenizerError(directory, "not a directory (expected a Hugging Face model directory)")
     tokenizer_json = folder / TOKENIZER_JSON
-    if not tokenizer_json.is_file():
+    if not _present(tokenizer_json):
         raise TokenizerError(folder, f"has no {TOKENIZER_JSON}")
     config: dict[str, Any] = {}
     for name in (SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG):  # the config wins where both say
         file = folder / name
-        if file.is_file():
+        if _present(file):
             config.update(_read_json(file))
     generation_file = folder / GENERATION_CONFIG
-    generation = _read_json(generation_file) if generation_file.is_file() else {}
+    generation = _read_json(generation_file) if _present(generation_file) else {}
     template_file = folder / CHAT_TEMPLATE_FILE
-    template = _read_text(template_file) if template_file.is_file() else None
+    template = _read_text(template_file) if _present(template_file) else None
     return HFTokenizer(tokenizer_json, config, generation, template)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
 def _read_text(path: Path | str) -> str:
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise TokenizerError(path, f"is {size} bytes, more than any tokenizer file needs ({MAX_JSON_BYTES})")
-        return file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TokenizerError(path, f"cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TokenizerError(path, f"is not UTF-8 text: {exc}") from exc
+    """A regular file of at most MAX_JSON_BYTES, as UTF-8 text (a FIFO or /dev/zero is refused)."""
+    return read_text_file(path, MAX_JSON_BYTES, TokenizerError, f"{Path(path).name} file")
+
+
+def _present(path: Path) -> bool:
+    """Whether the directory holds an entry of this name: a FIFO, a device or a dangling link is
+    there too (and then reading it says what it is), where `is_file()` would pass it over silently."""
+    return os.path.lexists(path)
 
 
 def _read_json(path: Path | str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ directory (`AutoTokenizer.from_pretrained(dir)`), encoding special-token text as
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,25 @@ def test_a_missing_directory_or_tokenizer_json_is_an_error(tmp_path: Path) -> No
         load_hf_tokenizer(tmp_path / "nowhere")
     with pytest.raises(TokenizerError, match="has no tokenizer.json"):
         load_hf_tokenizer(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"])
+def test_a_tokenizer_file_that_is_a_fifo_is_named_not_skipped_or_waited_on(tmp_path: Path, name: str) -> None:
+    # is_file() would pass over a FIFO (a config silently ignored, or "has no tokenizer.json");
+    # opening one to read would block until a writer comes
+    folder = byte_level_dir(tmp_path)
+    (folder / name).unlink(missing_ok=True)
+    os.mkfifo(folder / name)
+    with pytest.raises(TokenizerError, match=rf"{name}: {name} file is a named pipe \(FIFO\), not a regular file"):
+        load_hf_tokenizer(folder)
+
+
+def test_a_tokenizer_config_linked_to_dev_zero_is_not_read(tmp_path: Path) -> None:
+    folder = byte_level_dir(tmp_path)
+    (folder / "tokenizer_config.json").unlink()
+    (folder / "tokenizer_config.json").symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(TokenizerError, match=r"tokenizer_config.json file is a character device, not a regular file"):
+        load_hf_tokenizer(folder)
 
 
 @pytest.mark.parametrize(
