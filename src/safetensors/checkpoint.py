@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..common.saferepr import short_repr
 from ..common.errors import ModelFileError
 from ..common.logger import GLogger
 from ..ml import Tensor
@@ -69,7 +70,7 @@ def read_safetensors_index(path: str | Path) -> dict[str, str]:
     for name, shard in weight_map.items():
         if not isinstance(shard, str) or not _is_plain_file_name(shard):
             raise ModelFileError(
-                path, f"tensor {name!r} is mapped to {shard!r}, which is not a .safetensors file name in this directory"
+                path, f"tensor {short_repr(name)} is mapped to {short_repr(shard)}, which is not a .safetensors file name in this directory"
             )
     return weight_map
 
@@ -107,16 +108,16 @@ def _check_index_against_shards(index: Path, weight_map: dict[str, str], files: 
     for file in files:
         for name in file.tensors:
             if name in seen:
-                raise ModelFileError(index, f"tensor {name!r} is in two shards: {seen[name].name} and {file.path.name}")
+                raise ModelFileError(index, f"tensor {short_repr(name)} is in two shards: {seen[name].name} and {file.path.name}")
             seen[name] = file.path
             listed = weight_map.get(name)
             if listed is None:
-                raise ModelFileError(index, f"shard {file.path.name} holds tensor {name!r}, which the index does not list")
+                raise ModelFileError(index, f"shard {file.path.name} holds tensor {short_repr(name)}, which the index does not list")
             if listed != file.path.name:
-                raise ModelFileError(index, f"the index puts tensor {name!r} in {listed}, but it is in {file.path.name}")
+                raise ModelFileError(index, f"the index puts tensor {short_repr(name)} in {listed}, but it is in {file.path.name}")
     for name, shard in weight_map.items():
         if name not in seen:
-            raise ModelFileError(index, f"the index puts tensor {name!r} in {shard}, which does not hold it")
+            raise ModelFileError(index, f"the index puts tensor {short_repr(name)} in {shard}, which does not hold it")
 
 
 def _is_plain_file_name(name: str) -> bool:

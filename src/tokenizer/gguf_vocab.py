@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.saferepr import short_repr
 from ..common.errors import TokenizerError
 from .bpe_tokenizer import BPETokenizer, pre_tokenizer_named
 from .spm_tokenizer import SPMTokenizer
@@ -49,7 +50,7 @@ def tokenizer_from_gguf(metadata: Mapping[str, Any], path: str | Path) -> Tokeni
     if model == "llama":
         return _spm_tokenizer(keys)
     supported = ", ".join(f"{name!r} ({what})" for name, what in SUPPORTED_MODELS.items())
-    raise TokenizerError(path, f"{PREFIX}model is {model!r}, a tokenizer we do not support; supported: {supported}")
+    raise TokenizerError(path, f"{PREFIX}model is {short_repr(model)}, a tokenizer we do not support; supported: {supported}")
 
 
 def _bpe_tokenizer(keys: _Keys) -> BPETokenizer:

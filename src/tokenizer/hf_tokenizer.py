@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
 
+from ..common.saferepr import short_repr
 from ..common.errors import TokenizerError
 from ..common.files import read_text_file
 from .bpe_tokenizer import unicode_to_bytes
@@ -105,7 +106,7 @@ def _add_decoder(path: str | Path, decoder: Mapping[str, Any], rules: DecoderRul
         scheme = decoder.get("prepend_scheme", "always" if decoder.get("add_prefix_space", True) else "never")
         rules.strips_leading_space = scheme != "never"
     else:
-        raise TokenizerError(path, f"tokenizer.json's decoder {kind!r} is not supported; supported: {_SUPPORTED_DECODERS}")
+        raise TokenizerError(path, f"tokenizer.json's decoder {short_repr(kind)} is not supported; supported: {_SUPPORTED_DECODERS}")
 
 
 class HFTokenizer(Tokenizer):
@@ -174,10 +175,10 @@ class HFTokenizer(Tokenizer):
             return None
         content = value.get("content") if isinstance(value, Mapping) else value
         if not isinstance(content, str):
-            raise TokenizerError(self._config_path, f"{key} should be a token string, got {value!r}")
+            raise TokenizerError(self._config_path, f"{key} should be a token string, got {short_repr(value)}")
         id = self._tokenizer.token_to_id(content)
         if id is None or not 0 <= id < size:
-            raise TokenizerError(self._config_path, f"{key} {content!r} is not a token of {TOKENIZER_JSON}")
+            raise TokenizerError(self._config_path, f"{key} {short_repr(content)} is not a token of {TOKENIZER_JSON}")
         return int(id)
 
     def _model_unk_id(self, spec: Mapping[str, Any]) -> int | None:
@@ -316,7 +317,7 @@ def _generation_ids(path: str | Path, generation: Mapping[str, Any], key: str, s
     values = value if isinstance(value, list) else [value]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < size:
-            raise TokenizerError(path, f"{key} {value!r} is not a token id of the vocab (0 .. {size - 1})")
+            raise TokenizerError(path, f"{key} {short_repr(value)} is not a token id of the vocab (0 .. {size - 1})")
     return [int(v) for v in values]
 
 

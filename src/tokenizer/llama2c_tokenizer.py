@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from ..common.saferepr import short_repr
 from ..common.errors import TokenizerError
 from ..common.files import read_regular_file
 from .pair_merge import PairMerge, merge_adjacent_pairs, score_priorities
@@ -101,7 +102,7 @@ def _check_vocab(path: str | Path, pieces: list[bytes], expected_size: int | Non
     for id, piece in enumerate(pieces):
         if piece in seen:
             # run.c looks pieces up by binary search, so a duplicate would make encoding ambiguous.
-            raise TokenizerError(path, f"token {id} repeats the piece {piece!r} of token {seen[piece]}")
+            raise TokenizerError(path, f"token {id} repeats the piece {short_repr(piece)} of token {seen[piece]}")
         seen[piece] = id
 
 
@@ -189,7 +190,7 @@ class Llama2cTokenizer(Tokenizer):
     def _lookup(self, piece: bytes) -> int:
         id = self._ids.get(piece)
         if id is None:
-            raise TokenizerError(self.path, f"the vocab has no piece {piece!r}, which encoding needs")
+            raise TokenizerError(self.path, f"the vocab has no piece {short_repr(piece)}, which encoding needs")
         return id
 
     def _merge(self, ids: list[int]) -> list[int]:
@@ -243,7 +244,7 @@ class Llama2cTokenizer(Tokenizer):
         """The id of a stored piece; the usual names "<s>", "</s>", "<unk>" are accepted too."""
         id = self._ids.get(piece.encode("utf-8"), self.special_tokens.get(piece))
         if id is None:
-            raise KeyError(f"piece {piece!r} is not in the vocab of {self.path}")
+            raise KeyError(f"piece {short_repr(piece)} is not in the vocab of {self.path}")
         return id
 
     def score(self, id: int) -> float:

@@ -254,3 +254,11 @@ def test_tensors_bytes_helper_pads_the_header_to_eight_bytes() -> None:
     raw = tensors_bytes({"a": np.zeros(3, np.float32)})
     (length,) = struct.unpack("<Q", raw[:8])
     assert (8 + length) % 8 == 0 and raw[8:9] == b"{"
+
+
+def test_a_megabyte_tensor_name_and_dtype_are_quoted_short(tmp_path: Path) -> None:
+    # the message quotes the header through short_repr: its length is bounded, whatever the header holds
+    name, dtype = "n" * (1 << 20), "D" * (1 << 20)
+    path = _file(tmp_path, encode({name: {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4))
+    message = _refused(path, "tensor 'nnnn", "has dtype 'DDDD", "which is not a safetensors dtype")
+    assert len(message) < 1000
