@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -147,3 +148,20 @@ def test_a_missing_shard_exits_2_naming_it(bad_dir: Path) -> None:
     assert len(_error_lines(result)) == 1, result.stderr
     flat = result.stderr.replace("\n", "")
     assert str(bad_dir / "model-00002-of-00002.safetensors") in flat and "shard not found" in flat, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_config_json_that_is_not_a_regular_file_exits_2_saying_what_it_is(bad_dir: Path, kind: str) -> None:
+    # is_file() took such a directory for a Meta one ("consolidated.00.pth not found"), and reading
+    # a FIFO blocks, /dev/zero never ends
+    config = bad_dir / "config.json"
+    config.unlink()
+    if kind == "fifo":
+        os.mkfifo(config)
+    else:
+        config.symlink_to("/dev/zero")
+    result = _run(bad_dir)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    flat = result.stderr.replace("\n", "")
+    what = "a named pipe (FIFO)" if kind == "fifo" else "a character device"
+    assert f"{config}: config.json is {what}, not a regular file" in flat, result.stderr
