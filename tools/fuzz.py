@@ -18,9 +18,12 @@ an interval timer; the parent also watches the wall clock, so a hang inside C co
 signal is delivered) or a crash is caught, named by its case, and the batch continues from the
 next case in a fresh child. Case `i` of format `f` with seed `s` always makes the same input.
 
-Adding a format (GGUF, safetensors): write a `prepare` (make or find the seed files; raise Skip
+The formats that came with GGUF, Hugging Face directories and chat templates live in their own
+modules (tools/fuzz_gguf.py, tools/fuzz_hf.py, tools/fuzz_jinja.py), over what all formats share
+(tools/fuzzkit.py). Adding a format: write a `prepare` (make or find the seed files; raise Skip
 when they are absent), a `mutate` (write one mutated input, return its description) and a `load`
-(load and exercise it), and add a `FuzzFormat` to FORMATS. The CI test runs every format in it.
+(load and exercise it), and add a `FuzzFormat` to FORMATS (or to such a module's FORMATS, which
+`_newer_formats` collects). The CI test runs every format in it, with a case count of its own.
 """
 
 from __future__ import annotations
@@ -46,80 +49,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_REFS = REPO.parent / "shared" / "refs"
-FIXTURES = REPO / "tests" / "fixtures"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools import forge  # noqa: E402
+from tools.fuzzkit import (  # noqa: E402
+    EXTREME_FLOAT32,
+    EXTREME_FLOATS,
+    EXTREME_INTS,
+    FIXTURES,
+    REPO,
+    SHARED_REFS,
+    FuzzFormat,
+    Skip,
+    exercise_model as _exercise_model,
+    exercise_tokenizer as _exercise_tokenizer,
+    mutate_bytes,
+    require as _require,
+    write_file as _write,
+)
 
 DEFAULT_CASES = 200
 DEFAULT_MEMORY = 3 << 30  # address space per child: numba and LLVM take ~1 GiB of it before any case
 DEFAULT_CASE_SECONDS = 20.0  # a case (a load and a forward pass of a tiny model) takes milliseconds
-
-
-class Skip(Exception):
-    """A format's seed files are absent: its cases are skipped, with this reason."""
-
-
-@dataclass
-class FuzzFormat:
-    name: str
-    what: str  # one line for --list and the report
-    prepare: Callable[[Path], Any]  # workdir -> seed material (raise Skip when files are missing)
-    mutate: Callable[[random.Random, Any, Path], tuple[Path, str]]  # -> (input to load, description)
-    load: Callable[[Path, Any], None]  # load and exercise; return, or raise LlamaError
-    # Run once on the unmutated seed before the cases, outside the per-case timer: compiles the
-    # kernels a forward pass needs (seconds on a busy machine), and checks the seed itself loads.
-    warm_up: Callable[[Any], None] | None = None
-
-
-# ---- generic byte mutations ----------------------------------------------------------------------
-EXTREME_INTS = [0, 1, 2, 3, 7, 8, 255, 256, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
-                1 << 32, 0x7FFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF]
-EXTREME_FLOATS = [0.0, -0.0, 1.0, -1.0, 1e-45, 1e-38, 3.4e38, 1e308, float("inf"), float("-inf"), float("nan")]
-EXTREME_FLOAT32 = [v for v in EXTREME_FLOATS if v != 1e308]  # all representable as float32
-
-
-def _extreme_int_bytes(rng: random.Random) -> bytes:
-    size = rng.choice([1, 2, 4, 8])
-    value = rng.choice(EXTREME_INTS) & ((1 << (8 * size)) - 1)
-    return value.to_bytes(size, "little")
-
-
-def mutate_bytes(rng: random.Random, data: bytes, hot: list[tuple[int, int]] | None = None) -> tuple[bytes, str]:
-    """One to three stacked mutations; `hot` ranges (start, end) are where structure lives."""
-    out = bytearray(data)
-    steps: list[str] = []
-    for _ in range(rng.choice([1, 1, 1, 2, 3])):
-        if not out:
-            out += bytes([rng.randrange(256)])
-            continue
-        if hot and rng.random() < 0.7:
-            start, end = rng.choice(hot)
-            position = rng.randrange(max(0, min(start, len(out) - 1)), max(1, min(end, len(out))))
-        else:
-            position = rng.randrange(len(out))
-        kind = rng.choice(["flip", "byte", "int", "int", "truncate", "insert", "delete", "repeat"])
-        if kind == "flip":
-            out[position] ^= 1 << rng.randrange(8)
-        elif kind == "byte":
-            out[position] = rng.randrange(256)
-        elif kind == "int":
-            value = _extreme_int_bytes(rng)
-            out[position : position + len(value)] = value
-        elif kind == "truncate":
-            del out[position:]
-        elif kind == "insert":
-            out[position:position] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 17)))
-        elif kind == "delete":
-            del out[position : position + rng.randrange(1, 65)]
-        else:  # repeat a chunk, bounded growth
-            chunk = bytes(out[position : position + rng.randrange(1, 33)])
-            out[position:position] = chunk * rng.randrange(2, 200)
-        steps.append(f"{kind}@{position}")
-    return bytes(out), " ".join(steps)
 
 
 # ---- pickle: opcode-aware -------------------------------------------------------------------------
@@ -196,38 +148,6 @@ def mutate_pickle(rng: random.Random, data: bytes) -> tuple[bytes, str]:
 
 
 # ---- the formats -----------------------------------------------------------------------------------
-def _require(path: Path) -> Path:
-    if not path.is_file():
-        raise Skip(f"{path} is absent")
-    return path
-
-
-def _exercise_model(loaded: Any) -> None:
-    """A forward pass of two tokens and one greedy choice: what a first generation step does."""
-    from llamanuts.inference.sampling import Sampler, SamplingArgs
-    from llamanuts.model import LlamaTransformer, tokens_tensor
-
-    model = LlamaTransformer(loaded.args, loaded.weights, "f32")
-    context = model.NewInferenceContext(min(8, loaded.args.max_seq_len))
-    bos = loaded.tokenizer.bos_id if loaded.tokenizer.bos_id is not None else 0
-    tokens = [bos, 5 % loaded.args.vocab_size][: context.sequence_length]
-    logits = model.Forward(context, tokens_tensor(tokens), 0)
-    token = Sampler(SamplingArgs()).Sample(logits.numpy()[-1])
-    loaded.tokenizer.piece_bytes(token)
-
-
-_TEXT = "Hello world! héllo 你好 🦙\n\t  123 <s> </s>"
-
-
-def _exercise_tokenizer(tokenizer: Any) -> None:
-    ids = tokenizer.encode(_TEXT, bos=True, eos=True)
-    tokenizer.decode([i for i in ids if 0 <= i < tokenizer.vocab_size])
-    for id in range(min(tokenizer.vocab_size, 4096)):
-        tokenizer.piece_bytes(id)
-        tokenizer.id_to_piece(id)
-        tokenizer.is_byte_piece(id)
-
-
 # pickle: data.pkl of real torch files, mutated by opcode, written back with a correct CRC so the
 # VM (not the CRC check) meets every mutation.
 def _prepare_pickle(work: Path) -> list[list[tuple[str, bytes]]]:
@@ -288,7 +208,7 @@ _PARAM_KEYS = ["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multip
 _JSON_VALUES = ["0", "-1", "1", "2", "3", "16", "32", "511", "513", "2147483648", "9223372036854775808",
                 "100000000", "10000000", "4194304", "-9223372036854775809", "1e-300", "1e308", "-1e308", "1e400",
                 "NaN", "Infinity", "-Infinity", '"x"', '"16"', "null", "true", "false", "[]", "{}", "[16]", "0.5",
-                "1.3", "1e-05", "16.0", "9" * 5000, "[" * 5000 + "]" * 5000]
+                "1.3", "1e-05", "16.0", "9" * 5000, "1" + "0" * 400, "[" * 5000 + "]" * 5000]
 
 
 def _prepare_params(work: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -429,11 +349,6 @@ def _mutate_llama2c_tokenizer(rng: random.Random, seed: bytes, case: Path) -> tu
     return _write(case / "tokenizer.bin", bytes(out)), f"{kind}@record{offsets.index(record)}"
 
 
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
 def _prepare_tiktoken(work: Path) -> list[bytes]:
     """A small ranks file: the 256 byte tokens and some merges (base64 token, space, rank)."""
     tokens = [bytes([b]) for b in range(256)] + [b"th", b"he", b"the", b" t", b" the", b"in", b"ing", b"ll", b"llo", b"hello"]
@@ -471,6 +386,13 @@ def _mutate_tiktoken(rng: random.Random, lines: list[bytes], case: Path) -> tupl
     return _write(case / "tokenizer.model", b"\n".join(lines) + b"\n"), f"{kind}@line{index}"
 
 
+def _newer_formats() -> list[FuzzFormat]:
+    """The formats that came with GGUF, Hugging Face directories and chat templates (their own modules)."""
+    from tools import fuzz_gguf, fuzz_hf, fuzz_jinja
+
+    return [*fuzz_gguf.FORMATS, *fuzz_hf.FORMATS, *fuzz_jinja.FORMATS]
+
+
 FORMATS: dict[str, FuzzFormat] = {
     f.name: f
     for f in [
@@ -491,6 +413,7 @@ FORMATS: dict[str, FuzzFormat] = {
                    lambda path, seed: _load_tokenizer(path, seed, llama2c_vocab_size=512)),
         FuzzFormat("tiktoken", "a small tiktoken ranks file: lines deleted, duplicated, swapped, ranks, base64",
                    _prepare_tiktoken, _mutate_tiktoken, _load_tokenizer),
+        *_newer_formats(),
     ]
 }
 
@@ -725,14 +648,16 @@ class Batch:
             self.next = index + 1
 
 
-def run_formats(names: list[str], seed: int, cases: int, case_seconds: float = DEFAULT_CASE_SECONDS,
+def run_formats(names: list[str], seed: int, cases: int | dict[str, int], case_seconds: float = DEFAULT_CASE_SECONDS,
                 memory: int = DEFAULT_MEMORY, parallel: int = 2, first: int = 0,
                 startup_seconds: float = 60.0) -> list[Report]:
-    """Run `cases` cases of each format, `parallel` children at a time; one Report per format.
+    """Run `cases` cases of each format (or `cases[name]`), `parallel` children at a time, started in
+    the order of `names` (put the longest first); one Report per format, in that order.
 
     `startup_seconds`: extra time the first case of each child may take (imports, kernel compiling).
     """
-    batches = [Batch(name, seed, cases, case_seconds, memory, first, startup_seconds) for name in names]
+    counts = cases if isinstance(cases, dict) else {name: cases for name in names}
+    batches = [Batch(name, seed, counts[name], case_seconds, memory, first, startup_seconds) for name in names]
     waiting, active = list(batches), []
     while waiting or active:
         while waiting and len(active) < parallel:

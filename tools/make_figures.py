@@ -64,7 +64,7 @@ def record_prompt(loaded, model, prompt: str) -> tuple[dict[str, np.ndarray], li
 def rope_figure(model, out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    table = model.freqs_cis.numpy()  # [max_seq_len, head_dim/2] complex64, as the engine built it
+    table = model.prepareFreqsCis(model.args.max_seq_len).numpy()  # [max_seq_len, head_dim/2] complex64, as the engine builds it
     angles = np.mod(np.angle(table), 2 * math.pi)
     positions = min(table.shape[0], 128)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.2, 1]})

@@ -93,7 +93,7 @@ def read_regular_file(path: str | Path, max_bytes: int, error: ErrorFactory, wha
     fd, size = open_regular_file(path, error, what)
     try:
         if size > max_bytes:
-            raise error(path, f"{what} is {size} bytes, more than the limit of {max_bytes} bytes for a {what}")
+            raise error(path, f"{what} is {size} bytes, more than the limit of {max_bytes} bytes")
         chunks: list[bytes] = []
         total = 0
         while True:

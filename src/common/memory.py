@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import resource
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import InsufficientMemoryError
 
@@ -58,15 +59,25 @@ def _cgroup_available() -> int | None:
     return None
 
 
+def _address_space_in_use() -> int | None:
+    """Bytes of address space this process has mapped (VmSize), or None if unknown."""
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+        try:
+            pages = int(os.read(fd, 128).split()[0])
+        finally:
+            os.close(fd)
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def _address_space_available() -> int | None:
     soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return None
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return max(0, soft - pages * os.sysconf("SC_PAGE_SIZE"))
+    in_use = _address_space_in_use()
+    return None if in_use is None else max(0, soft - in_use)
 
 
 def available_memory() -> int | None:
@@ -104,4 +115,29 @@ def check_allocation(
     raise InsufficientMemoryError(message + (f"; {text}" if text else ""))
 
 
-__all__ = ["available_memory", "check_allocation", "format_bytes"]
+@contextmanager
+def address_space_cap(extra_bytes: int) -> Iterator[None]:
+    """While inside, this process may map at most `extra_bytes` more address space than it holds on
+    entry: the soft RLIMIT_AS is lowered, so an allocation beyond it fails at once with MemoryError
+    (instead of growing until the machine swaps), and restored on exit.
+
+    For work whose memory cannot be bounded by checking sizes first, because it builds values out
+    of other values in too many ways (a chat template is a program). A limit already tighter is
+    kept; where the address space in use cannot be read (not Linux), nothing is capped.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    in_use = _address_space_in_use()
+    cap = None if in_use is None else in_use + extra_bytes
+    if hard != resource.RLIM_INFINITY and cap is not None:
+        cap = min(cap, hard)
+    if cap is None or (soft != resource.RLIM_INFINITY and soft <= cap):
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+__all__ = ["address_space_cap", "available_memory", "check_allocation", "format_bytes"]

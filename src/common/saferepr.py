@@ -6,7 +6,7 @@ itself twice at every one of 40 levels has a 2^40-character repr, a list nested 
 This function walks the value itself, stops at `max_depth` levels, and stops as soon as `limit`
 characters are written, so the work is bounded by the limit, not by the value.
 
-Only plain data is spelled out (str, int, float, bool, None, tuple, list, dict). Any other object
+Only plain data is spelled out (str, bytes, int, float, bool, None, tuple, list, dict). Any other object
 shows as `<TypeName>`, unless its class declares `bounded_repr = True` (its own repr is short and
 cannot recurse, like the pickle VM's allow-listed globals).
 """
@@ -46,7 +46,7 @@ class _Writer:
 
     def value(self, value: Any, depth: int) -> bool:
         kind = type(value)
-        if kind is str:
+        if kind is str or kind is bytes:
             # Slice first: repr of a 1 GB string would copy it all.
             return self.emit(repr(value[: self.room + 2]))
         if kind is int:

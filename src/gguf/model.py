@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.saferepr import short_repr
 from ..common.errors import ModelArgsError, ModelFileError
 from ..common.logger import GLogger
 from ..ml import DT_F32, Tensor, format_dims
@@ -100,7 +101,7 @@ def check_architecture(gguf: GGUFFile) -> str:
     if arch not in SUPPORTED_ARCHITECTURES:
         raise ModelArgsError(
             gguf.path,
-            f"{ARCHITECTURE_KEY} is {arch!r}: only {', '.join(repr(a) for a in SUPPORTED_ARCHITECTURES)} "
+            f"{ARCHITECTURE_KEY} is {short_repr(arch)}: only {', '.join(repr(a) for a in SUPPORTED_ARCHITECTURES)} "
             f"models are supported (Llama 2/3, SmolLM, Mistral 7B and other Llama-shaped models converted "
             f"with llama.cpp)",
         )
@@ -117,7 +118,8 @@ def model_args_from_gguf(gguf: GGUFFile) -> ModelArgs:
     n_kv_heads = keys.positive_int("attention.head_count_kv", default=n_heads)
     hidden_dim = keys.positive_int("feed_forward_length")
     max_seq_len = keys.positive_int("context_length", maximum=MAX_CONTEXT_LENGTH)
-    norm_eps = keys.positive_float("attention.layer_norm_rms_epsilon")
+    # an epsilon of 1 or more drowns the mean square it is added to: every norm would print ~0
+    norm_eps = keys.positive_float("attention.layer_norm_rms_epsilon", below=1.0)
     rope_theta = keys.positive_float("rope.freq_base", default=10000.0)
     experts = keys.optional_int("expert_count", minimum=0)
     if experts:
@@ -231,7 +233,7 @@ def _rope_scaling(gguf: GGUFFile, keys: "_Keys", head_dim: int) -> RopeScaling |
         factor = keys.optional_float("rope.scale_linear")  # the key's name in early GGUF files
     if scaling_type not in (None, "none", "linear"):
         raise ModelArgsError(
-            gguf.path, f"{keys.key('rope.scaling.type')} = {scaling_type!r} is not supported (supported: none, "
+            gguf.path, f"{keys.key('rope.scaling.type')} = {short_repr(scaling_type)} is not supported (supported: none, "
             f"linear; Llama 3.1's scaling comes as the tensor {ROPE_FREQS})",
         )
     # llama.cpp: an absent type means linear; a factor of 0 (or none) means no stretch at all.
@@ -351,14 +353,16 @@ class _Keys:
             raise ModelArgsError(self.path, f"metadata key {self.key(name)!r} must be a number, got {_describe(value)}")
         return float(value)
 
-    def positive_float(self, name: str, default: float | None = None) -> float:
+    def positive_float(self, name: str, default: float | None = None, below: float = math.inf) -> float:
+        """A finite number in (0, below)."""
         value = self.optional_float(name)
         if value is None:
             if default is None:
                 raise ModelArgsError(self.path, f"required metadata key {self.key(name)!r} is missing")
             return default
-        if not (math.isfinite(value) and value > 0):
-            raise ModelArgsError(self.path, f"metadata key {self.key(name)!r} = {value} must be a positive finite number")
+        if not (math.isfinite(value) and 0 < value < below):
+            limit = "" if below == math.inf else f" below {below:g}"
+            raise ModelArgsError(self.path, f"metadata key {self.key(name)!r} = {value} must be a positive finite number{limit}")
         return value
 
     def optional_str(self, name: str) -> str | None:
@@ -377,7 +381,7 @@ def _describe(value: Any) -> str:
         return f"an array of {value.size} {value.dtype}"
     if isinstance(value, list):
         return f"an array of {len(value)} items"
-    return f"{value!r} ({type(value).__name__})"
+    return f"{short_repr(value)} ({type(value).__name__})"
 
 
 def _names(names: list[str], limit: int = 6) -> str:

@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..common.saferepr import short_repr
 from ..common.errors import ModelFileError
 from ..common.logger import GLogger
 from ..common.mmapfile import MmapFile
@@ -255,8 +256,8 @@ def _parse(file: MmapFile) -> GGUFFile:
         if not key:
             raise cursor.error(f"metadata entry {index} has an empty key")
         if key in metadata:
-            raise cursor.error(f"metadata key {key!r} appears twice (entries before and at {index})")
-        what = f"metadata key {key!r}"
+            raise cursor.error(f"metadata key {short_repr(key)} appears twice (entries before and at {index})")
+        what = f"metadata key {short_repr(key)}"
         value_type = _value_type(cursor, cursor.u32(f"the value type of {what}"), what)
         metadata[key], value_types[key] = _read_value(cursor, value_type, what, 0)
     alignment = _alignment(cursor, metadata, value_types)
@@ -401,7 +402,7 @@ def _read_tensor_infos(cursor: _Cursor, tensor_count: int) -> list[GGUFTensorInf
     seen: set[str] = set()
     for index in range(tensor_count):
         name = cursor.string(f"the name of tensor info {index}")
-        what = f"tensor {name!r}"
+        what = f"tensor {short_repr(name)}"
         if name in seen:
             raise cursor.error(f"{what} appears twice in the tensor table")
         seen.add(name)
@@ -449,7 +450,7 @@ def _check_layout(gguf: GGUFFile) -> None:
     expected = 0
     previous: GGUFTensorInfo | None = None
     for info in gguf.tensor_infos:
-        what = f"tensor {info.name!r} ({info.type.name}, dims {format_dims(info.dims)} innermost first)"
+        what = f"tensor {short_repr(info.name)} ({info.type.name}, dims {format_dims(info.dims)} innermost first)"
         if info.dims[0] % info.type.block_size:
             raise ModelFileError(
                 path,
@@ -479,14 +480,14 @@ def _offset_message(
     if previous is None:
         return f"{what}: offset {info.offset}, but the first tensor's data must start the data section (offset 0)"
     before = (
-        f"the tensor before it, {previous.name!r} ({previous.type.name}, dims {format_dims(previous.dims)}), "
+        f"the tensor before it, {short_repr(previous.name)} ({previous.type.name}, dims {format_dims(previous.dims)}), "
         f"occupies [{previous.offset}, {previous.offset + previous.nbytes}) of the data section"
     )
     if info.offset < expected:
         return f"{what}: offset {info.offset} overlaps the data of {before}"
     return (
         f"{what}: offset {info.offset}, but {before}, so this tensor should start at {expected} (padded to "
-        f"{alignment}): the shape and type of {previous.name!r} do not match the size of its data"
+        f"{alignment}): the shape and type of {short_repr(previous.name)} do not match the size of its data"
     )
 
 

@@ -22,7 +22,9 @@ produce the end-of-sequence token, so specials never go through the text encoder
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from datetime import datetime
 from typing import Any, Protocol, Sequence
 
 from ..common.errors import LlamaError
+from ..common.memory import address_space_cap, format_bytes
 
 ROLE_SYSTEM = "system"
 ROLE_USER = "user"
@@ -224,12 +227,40 @@ MARK_START = "\U000f0000"
 MARK_END = "\U000f0001"
 # What one rendering may produce: far more than any real prompt, small enough to hold in memory.
 MAX_RENDERED_CHARS = 16 * 1024 * 1024
+# What one rendering may do: loop iterations and calls, counted together ("steps"). Real templates
+# take a few per message (SmolLM2's: 5 for a four-message dialog; HF's Llama 2 template: 7), so a
+# budget of 100,000 plus 1,000 per message serves any real dialog, and stops a template that loops
+# without writing anything (`for i in range(10**5)` twice nested: 10^10 iterations, hours) within
+# a fraction of a second, or a macro that calls itself twice per level within a second or two.
+MAX_RENDER_STEPS = 100_000
+RENDER_STEPS_PER_MESSAGE = 1_000
+# ... and the wall-clock time it may take, checked at every step: a step can be slow when a filter
+# works on large data (`messages | tojson` inside a loop over a long dialog), which counting alone
+# would not bound. A real render takes well under a millisecond.
+MAX_RENDER_SECONDS = 10.0
+# jinja2's wordwrap (textwrap) is quadratic in the length of a word: 64K characters without a space
+# take about a second, a million take minutes, in one call no step count can interrupt. It is the one
+# built-in filter that is not about linear in its input, and this caps its input.
+MAX_WORDWRAP_CHARS = 1 << 16
+# The longest template source accepted: published ones are at most a few tens of KB (the same
+# limit as a Hugging Face directory's chat_template.jinja), and parsing is linear in the source.
+MAX_TEMPLATE_CHARS = 1 << 20
+MAX_RENDER_MEMORY = 512 << 20
 # Text no real dialog contains: the probe that finds the end-of-turn token (see StopTokens).
 _PROBE_ANSWER = "llamanuts end-of-turn probe"
 
 
 class _RaisedByTemplate(Exception):
     """A template's own `raise_exception(message)`: the template refuses the dialog."""
+
+
+class _StepBudgetExceeded(Exception):
+    """The render ran out of steps or of time (see _jinja_environment)."""
+
+
+def _render_clock() -> float:
+    """The clock the render deadline is measured on (a function, so tests can move it)."""
+    return time.monotonic()
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
@@ -254,11 +285,30 @@ def _repeats_too_much(left: Any, right: Any) -> bool:
     return False
 
 
+def _joins_too_much(*parts: Any) -> bool:
+    """`a + b` or `a ~ b ~ ...` whose result would exceed MAX_RENDERED_CHARS items (strings, lists)."""
+    return sum(len(p) for p in parts if isinstance(p, (str, list, tuple))) > MAX_RENDERED_CHARS
+
+
 def _power_too_large(base: Any, exponent: Any) -> bool:
     """An integer power whose result would have more than 10**5 bits."""
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
         return abs(base).bit_length() * exponent > 100_000
     return False
+
+
+def _bounded_wordwrap(wordwrap: Any) -> Any:
+    import jinja2
+
+    @jinja2.pass_environment
+    def bounded(environment: Any, text: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(text, str) and len(text) > MAX_WORDWRAP_CHARS:
+            raise jinja2.exceptions.SecurityError(
+                f"a chat template may wordwrap at most {MAX_WORDWRAP_CHARS} characters, not {len(text)}"
+            )
+        return wordwrap(environment, text, *args, **kwargs)
+
+    return bounded
 
 
 def _jinja_environment() -> Any:
@@ -271,8 +321,10 @@ def _jinja_environment() -> Any:
     `{% generation %}` tag (for training masks; here it just renders its body).
     """
     import jinja2
+    import jinja2.compiler
     import jinja2.ext
     import jinja2.nodes
+    import jinja2.runtime
     import jinja2.sandbox
 
     class GenerationTag(jinja2.ext.Extension):
@@ -300,20 +352,81 @@ def _jinja_environment() -> Any:
             check_name(name)
             super().__setitem__(name, value)
 
+    class CountingCodeGenerator(jinja2.compiler.CodeGenerator):
+        """Compiles every `{% for x in items %}` as `{% for x in counted(items) %}`, so that each
+        iteration spends one step of the render's budget (a loop that writes nothing meets no other
+        hook of the sandbox: an empty body compiles to `pass`). And evaluates nothing while
+        compiling: jinja2 computes `{{ 'x' | center(10**9) }}` at compile time when it can (constant
+        folding), outside any budget; here only plain template text is folded."""
+
+        def visit_Template(self, node: Any, frame: Any = None) -> None:
+            for loop in node.find_all(jinja2.nodes.For):
+                counted = jinja2.nodes.EnvironmentAttribute("counted", lineno=loop.iter.lineno)
+                loop.iter = jinja2.nodes.Call(counted, [loop.iter], [], None, None, lineno=loop.iter.lineno)
+            super().visit_Template(node, frame)
+
+        def visit_Concat(self, node: Any, frame: Any) -> None:
+            # `a ~ b`: jinja2's str_join, through the environment, which checks the length first
+            self.write("environment.checked_concat((")
+            for item in node.nodes:
+                self.visit(item, frame)
+                self.write(", ")
+            self.write("))")
+
+        def _output_child_to_const(self, node: Any, frame: Any, finalize: Any) -> str:
+            if not isinstance(node, jinja2.nodes.TemplateData):
+                raise jinja2.nodes.Impossible()
+            return super()._output_child_to_const(node, frame, finalize)
+
     class Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
-        # Beyond Hugging Face's set-up: jinja2's sandbox bounds range() but not `'x' * 10**10`
-        # or `9 ** 9 ** 9`, which would eat the memory or the time before any output is checked.
-        intercepted_binops = frozenset({"*", "**"})
+        # Beyond Hugging Face's set-up: jinja2's sandbox bounds range() but not `'x' * 10**10`,
+        # `9 ** 9 ** 9` or a string that doubles with `+` / `~`, which would eat the memory or the
+        # time before any output is checked (no value may be longer than a whole rendering may be);
+        # nor the time of loops and calls: each loop iteration and each call spends a step.
+        intercepted_binops = frozenset({"*", "**", "+"})
+        code_generator_class = CountingCodeGenerator
+        steps_left = MAX_RENDER_STEPS  # set for each render by JinjaChatTemplate.RenderText
+        deadline = math.inf
+
+        def spend_step(self) -> None:
+            self.steps_left -= 1
+            if self.steps_left < 0 or _render_clock() > self.deadline:
+                raise _StepBudgetExceeded()
+
+        def counted(self, iterable: Any) -> Iterator[Any]:
+            for item in iterable:
+                self.spend_step()
+                yield item
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - jinja2's names
+            __self.spend_step()
+            if isinstance(__obj, jinja2.runtime.LoopContext) and args:
+                # `loop(children)` in a recursive loop iterates `children` with no For node of its own
+                args = (__self.counted(args[0]), *args[1:])
+            return super().call(__context, __obj, *args, **kwargs)
+
+        def checked_concat(self, items: tuple[Any, ...]) -> str:
+            parts = [str(item) for item in items]
+            if _joins_too_much(*parts):
+                raise jinja2.exceptions.SecurityError(f"a chat template may not build a string over {MAX_RENDERED_CHARS} characters")
+            return "".join(parts)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "+" and _joins_too_much(left, right):
+                raise jinja2.exceptions.SecurityError(f"a chat template may not build a sequence over {MAX_RENDERED_CHARS} items")
             if operator == "*" and _repeats_too_much(left, right):
                 raise jinja2.exceptions.SecurityError(f"a chat template may not build a sequence over {MAX_RENDERED_CHARS} items")
             if operator == "**" and _power_too_large(left, right):
                 raise jinja2.exceptions.SecurityError("a chat template may not compute so large a power")
             return super().call_binop(context, operator, left, right)
 
-    env = Environment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols])
+    # optimized=False: jinja2's optimizer would fold constant expressions at compile time (see
+    # CountingCodeGenerator); everything a template computes is computed while rendering, counted.
+    env = Environment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, jinja2.ext.loopcontrols], optimized=False
+    )
     env.filters["tojson"] = _tojson
+    env.filters["wordwrap"] = _bounded_wordwrap(env.filters["wordwrap"])
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["namespace"] = Namespace
@@ -382,17 +495,30 @@ class JinjaChatTemplate(ChatTemplate):
             return names.get(id) or tokenizer.id_to_piece(id)
 
         extra = {"unk_token": text_of(tokenizer.unk_id)} if getattr(tokenizer, "unk_id", None) is not None else {}
-        return cls(template, text_of(tokenizer.bos_id), text_of(tokenizer.eos_id), tokenizer.special_tokens, extra)
+        path = str(getattr(tokenizer, "path", ""))
+        if getattr(tokenizer, "kind", "") == "huggingface" and path:
+            path = path.rsplit("/", 1)[0]  # tokenizer.json; the template is beside it (its config or .jinja file)
+        origin = f"the chat template of {path}" if path else "the model's chat template"
+        return cls(template, text_of(tokenizer.bos_id), text_of(tokenizer.eos_id), tokenizer.special_tokens, extra, origin)
 
     # ---- rendering ------------------------------------------------------------------------------
     def _template(self) -> Any:
         if self._compiled is None:
             import jinja2
 
+            if len(self.source) > MAX_TEMPLATE_CHARS:
+                raise LlamaError(
+                    f"{self.origin} is {len(self.source):,} characters long, more than the {MAX_TEMPLATE_CHARS:,} a chat "
+                    f"template may have (published ones are a few KB)"
+                )
             try:
-                self._compiled = _jinja_environment().from_string(self.source)
+                with address_space_cap(MAX_RENDER_MEMORY):
+                    self._compiled = _jinja_environment().from_string(self.source)
             except jinja2.TemplateSyntaxError as exc:
                 raise LlamaError(f"{self.origin} has a syntax error at line {exc.lineno}: {exc.message}") from None
+            except (RecursionError, MemoryError, SyntaxError) as exc:
+                # nesting deeper than jinja2's parser or Python's compiler can follow
+                raise LlamaError(f"{self.origin} cannot be compiled: {type(exc).__name__}: {str(exc)[:200]}") from None
         return self._compiled
 
     def _mark(self, text: str) -> str:
@@ -415,14 +541,28 @@ class JinjaChatTemplate(ChatTemplate):
         }
         chunks: list[str] = []
         size = 0
+        steps = MAX_RENDER_STEPS + RENDER_STEPS_PER_MESSAGE * len(dialog)
+        template.environment.steps_left = steps
+        template.environment.deadline = _render_clock() + MAX_RENDER_SECONDS
         try:
-            for chunk in template.generate(**context):
-                size += len(chunk)
-                if size > MAX_RENDERED_CHARS:
-                    raise LlamaError(f"{self.origin} produced more than {MAX_RENDERED_CHARS} characters; refusing it")
-                chunks.append(chunk)
+            with address_space_cap(MAX_RENDER_MEMORY):
+                for chunk in template.generate(**context):
+                    size += len(chunk)
+                    if size > MAX_RENDERED_CHARS:
+                        raise LlamaError(f"{self.origin} produced more than {MAX_RENDERED_CHARS} characters; refusing it")
+                    chunks.append(chunk)
         except LlamaError:
             raise
+        except _StepBudgetExceeded:
+            raise LlamaError(
+                f"{self.origin} did not finish within {steps:,} loop iterations and calls or {MAX_RENDER_SECONDS:g} "
+                f"seconds for this {len(dialog)}-message dialog (a real template needs a few per message); refusing it"
+            ) from None
+        except MemoryError:
+            raise LlamaError(
+                f"{self.origin} needed more than {format_bytes(MAX_RENDER_MEMORY)} of memory to render this dialog; "
+                f"refusing it"
+            ) from None
         except _RaisedByTemplate as exc:
             raise LlamaError(f"{self.origin} refused the dialog: {exc}") from None
         except jinja2.exceptions.SecurityError as exc:

@@ -27,6 +27,16 @@ def compute_dtype(mode: str) -> DataType:
     raise LlamaError(f"unknown compute mode {mode!r} (expected one of {', '.join(COMPUTE_MODES)})")
 
 
+def sequence_length_advice(fits: int, max_seq_len: int) -> str:
+    """What to pass when a sequence length's memory does not fit: the length that does, and the flags."""
+    if fits < 1:
+        return "not even one position fits"
+    return (
+        f"a sequence length of at most {fits} fits (llama_infer --sequence-length, llama_perplexity --ctx; "
+        f"the default is the model's max_seq_len {max_seq_len})"
+    )
+
+
 @dataclass
 class InferenceContext:
     args: ModelArgs
@@ -59,7 +69,7 @@ class InferenceContext:
             per_position * self.sequence_length,
             f"keys and values: 2 x {a.n_layers} layers x {self.sequence_length} positions x {a.n_kv_heads} "
             f"kv heads x head_dim {a.head_dim} x {dtype.itemsize} bytes ({dtype})",
-            lambda available: f"a sequence length of at most {available // per_position} fits (--sequence-length)",
+            lambda available: sequence_length_advice(available // per_position, a.max_seq_len),
         )
 
     @property

@@ -33,7 +33,7 @@ from ..ml import (
     ToFloat32,
     TriangularUpper,
 )
-from .inferencecontext import InferenceContext, compute_dtype
+from .inferencecontext import InferenceContext, compute_dtype, sequence_length_advice
 from .llamatransformerblock import LlamaTransformerBlock
 from .modelargs import ModelArgs
 from .rmsnorm import RMSNorm
@@ -80,7 +80,7 @@ def _weights_for_mode(weights: ModelWeights, mode: str) -> ModelWeights:
 
 def _check_model_memory(args: ModelArgs, weights: ModelWeights, mode: str) -> None:
     """What building the model allocates, checked before it is: the bf16 copies of float32 weights
-    (bf16 mode), and the RoPE table for every position up to max_seq_len."""
+    (bf16 mode). The RoPE table is sized by the sequence length a context asks for (_check_rope_memory)."""
     if mode == "bf16":
         converted = sum(
             t.numel() * DT_BF16.itemsize
@@ -93,13 +93,17 @@ def _check_model_memory(args: ModelArgs, weights: ModelWeights, mode: str) -> No
             "bf16 compute rounds the file's float32 weights once, 2 bytes per weight",
             "run in f32 mode, which uses the weights as stored",
         )
-    entries = args.max_seq_len * (args.head_dim // 2)
+
+
+def _check_rope_memory(args: ModelArgs, positions: int) -> None:
+    """The RoPE table for `positions` positions, checked before it is built."""
     # complex64 table (8 bytes) plus its float32 angle and magnitude temporaries (4 + 4 bytes)
+    per_position = (args.head_dim // 2) * 16
     check_allocation(
         "the RoPE table freqs_cis",
-        entries * 16,
-        f"max_seq_len {args.max_seq_len} x head_dim/2 {args.head_dim // 2} complex64 entries, with temporaries",
-        "the model's max_seq_len is larger than this machine can hold",
+        positions * per_position,
+        f"{positions} positions x head_dim/2 {args.head_dim // 2} complex64 entries, with temporaries",
+        lambda available: sequence_length_advice(available // per_position, args.max_seq_len),
     )
 
 
@@ -118,10 +122,24 @@ class LlamaTransformer:
         self.layers = [LlamaTransformerBlock(i, args, lw, w.rope_pairing) for i, lw in enumerate(w.layers)]
         self.output_norm = RMSNorm(args.norm_eps, w.norm, "LlamaTransformer.output_norm")
         self.output = w.output
-        self.freqs_cis = precomputeFreqsCis(args.head_dim, args.max_seq_len, args.rope_theta, args.rope_scaling)
+        # The RoPE table, one row per position a context can hold: built by the first context (and
+        # rebuilt for a longer one), not for max_seq_len up front. A model that says 131072
+        # positions (Llama 3.2) but runs with a sequence length of 4096 builds 4096 rows. Each row
+        # depends on its position alone, so the numbers are the same whatever the table's length.
+        self.freqs_cis: Tensor | None = None
 
     def NewInferenceContext(self, sequence_length: int | None = None) -> InferenceContext:
-        return InferenceContext(self.args, sequence_length or self.args.max_seq_len, self.mode)
+        sequence_length = sequence_length or self.args.max_seq_len
+        if 1 <= sequence_length <= self.args.max_seq_len:
+            self.prepareFreqsCis(sequence_length)  # (a length out of range is InferenceContext's error)
+        return InferenceContext(self.args, sequence_length, self.mode)
+
+    def prepareFreqsCis(self, positions: int) -> Tensor:
+        """The RoPE table with at least `positions` rows, built (after a memory check) if it is shorter."""
+        if self.freqs_cis is None or self.freqs_cis.shape[0] < positions:
+            _check_rope_memory(self.args, positions)
+            self.freqs_cis = precomputeFreqsCis(self.args.head_dim, positions, self.args.rope_theta, self.args.rope_scaling)
+        return self.freqs_cis
 
     # ---- Forward --------------------------------------------------------------------------------
     def Forward(self, infContext: InferenceContext, inputTokens: Tensor, startPos: int, lastRowOnly: bool = False) -> Tensor:
@@ -174,8 +192,9 @@ class LlamaTransformer:
             x = ToFloat32(x) if self.dtype is DT_F32 else ToBFloat16(x)
         self._record(infContext, "embedding", x)
 
-        GLogger.DebugPrintf("Slicing freqs_cis %s at positions %d..%d -> tensor freqs_cis", self.freqs_cis, startPos, startPos + sequenceLength - 1)
-        freqs_cis = Slice(self.freqs_cis, 0, startPos, startPos + sequenceLength)
+        table = self.prepareFreqsCis(infContext.sequence_length)  # Forward checked the positions fit
+        GLogger.DebugPrintf("Slicing freqs_cis %s at positions %d..%d -> tensor freqs_cis", table, startPos, startPos + sequenceLength - 1)
+        freqs_cis = Slice(table, 0, startPos, startPos + sequenceLength)
         self._record(infContext, "freqs_cis", freqs_cis)
 
         mask = None

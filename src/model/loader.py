@@ -9,6 +9,7 @@ tensor and the rule it breaks, while one found in Forward is only a ShapeError i
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -107,7 +108,9 @@ def load_model(
     if path.is_file() and path.suffix == ".safetensors":
         path = path.parent
     if path.is_dir():
-        if not (path / CHECKPOINT_FILE).is_file() and (path / CONFIG_FILE).is_file():
+        # lexists: a config.json that is a FIFO, a device or a dangling link is Hugging Face's too,
+        # and reading it says what it is (is_file would send it to the Meta loader's "not found").
+        if not os.path.lexists(path / CHECKPOINT_FILE) and os.path.lexists(path / CONFIG_FILE):
             if not is_hf_directory(path):
                 raise ModelFileError(
                     path, "has config.json (a Hugging Face directory?) but neither model.safetensors nor "

@@ -170,7 +170,10 @@ def _float_in_range(params: dict[str, Any], key: str, path: str | Path) -> float
     value = params.get(key, OPTIONAL_DEFAULTS[key])
     if not (isinstance(value, float) or _is_int(value)):
         raise ModelArgsError(path, f"{key!r} must be a number, got {_shown(value)} ({type(value).__name__})")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: JSON allows 10**400
+        raise ModelArgsError(path, f"{key!r} is an integer of {abs(value).bit_length()} bits: it must be a finite number") from None
     low, high = FLOAT_RANGES[key]
     if not math.isfinite(number):
         raise ModelArgsError(path, f"{key!r} must be a finite number, got {number}")

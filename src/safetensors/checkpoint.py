@@ -13,10 +13,12 @@ names, no tensor is in two shards, and no shard holds a tensor the index does no
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..common.saferepr import short_repr
 from ..common.errors import ModelFileError
 from ..common.logger import GLogger
 from ..ml import Tensor
@@ -46,11 +48,13 @@ def find_safetensors_files(directory: str | Path) -> tuple[Path | None, list[Pat
 
 
 def _layout(directory: Path) -> tuple[Path | None, dict[str, str] | None, list[Path]]:
+    # lexists, not is_file: a FIFO, a device or a dangling link of that name is then opened, and
+    # refused with a message that says what it is, instead of being taken for a missing file.
     single = directory / SINGLE_FILE
-    if single.is_file():
+    if os.path.lexists(single):
         return None, None, [single]
     index = directory / INDEX_FILE
-    if index.is_file():
+    if os.path.lexists(index):
         weight_map = read_safetensors_index(index)
         return index, weight_map, [directory / name for name in dict.fromkeys(weight_map.values())]
     raise ModelFileError(directory, f"no {SINGLE_FILE} and no {INDEX_FILE} in this directory")
@@ -66,7 +70,7 @@ def read_safetensors_index(path: str | Path) -> dict[str, str]:
     for name, shard in weight_map.items():
         if not isinstance(shard, str) or not _is_plain_file_name(shard):
             raise ModelFileError(
-                path, f"tensor {name!r} is mapped to {shard!r}, which is not a .safetensors file name in this directory"
+                path, f"tensor {short_repr(name)} is mapped to {short_repr(shard)}, which is not a .safetensors file name in this directory"
             )
     return weight_map
 
@@ -76,7 +80,7 @@ def load_safetensors_checkpoint(directory: str | Path, progress: Progress | None
     directory = Path(directory)
     index, weight_map, paths = _layout(directory)
     for shard in paths:
-        if not shard.is_file():
+        if not os.path.lexists(shard):
             users = sum(1 for s in (weight_map or {}).values() if s == shard.name)
             raise ModelFileError(shard, f"shard not found: {INDEX_FILE} maps {users} tensor(s) to it")
     files = [SafetensorsFile(p) for p in paths]
@@ -104,16 +108,16 @@ def _check_index_against_shards(index: Path, weight_map: dict[str, str], files: 
     for file in files:
         for name in file.tensors:
             if name in seen:
-                raise ModelFileError(index, f"tensor {name!r} is in two shards: {seen[name].name} and {file.path.name}")
+                raise ModelFileError(index, f"tensor {short_repr(name)} is in two shards: {seen[name].name} and {file.path.name}")
             seen[name] = file.path
             listed = weight_map.get(name)
             if listed is None:
-                raise ModelFileError(index, f"shard {file.path.name} holds tensor {name!r}, which the index does not list")
+                raise ModelFileError(index, f"shard {file.path.name} holds tensor {short_repr(name)}, which the index does not list")
             if listed != file.path.name:
-                raise ModelFileError(index, f"the index puts tensor {name!r} in {listed}, but it is in {file.path.name}")
+                raise ModelFileError(index, f"the index puts tensor {short_repr(name)} in {listed}, but it is in {file.path.name}")
     for name, shard in weight_map.items():
         if name not in seen:
-            raise ModelFileError(index, f"the index puts tensor {name!r} in {shard}, which does not hold it")
+            raise ModelFileError(index, f"the index puts tensor {short_repr(name)} in {shard}, which does not hold it")
 
 
 def _is_plain_file_name(name: str) -> bool:

@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..common.saferepr import short_repr
 from ..common.errors import ModelArgsError
 from ..model.modelargs import ModelArgs, RopeScaling
 from .jsonfile import read_json_file
@@ -69,7 +70,7 @@ def tie_word_embeddings(config: dict[str, Any], path: str | Path) -> bool:
     """True when the classifier is the embedding table (no lm_head.weight). transformers' default: false."""
     value = config.get("tie_word_embeddings", False)
     if not isinstance(value, bool):
-        raise ModelArgsError(path, f"'tie_word_embeddings' must be true or false, got {value!r}")
+        raise ModelArgsError(path, f"'tie_word_embeddings' must be true or false, got {short_repr(value)}")
     return value
 
 
@@ -122,22 +123,22 @@ def _check_architecture(config: dict[str, Any], path: str | Path) -> None:
     model_type = config.get("model_type")
     if architectures is not None:
         if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
-            raise ModelArgsError(path, f"'architectures' must be a list of names, got {architectures!r:.80}")
+            raise ModelArgsError(path, f"'architectures' must be a list of names, got {short_repr(architectures)}")
         if LLAMA_ARCHITECTURE not in architectures:
             raise ModelArgsError(
                 path, f"architecture {', '.join(architectures) or '(none)'} is not supported: only {LLAMA_ARCHITECTURE} is"
             )
     elif model_type != LLAMA_MODEL_TYPE:
         raise ModelArgsError(
-            path, f"model_type {model_type!r} is not supported: expected 'architectures' with {LLAMA_ARCHITECTURE} or model_type 'llama'"
+            path, f"model_type {short_repr(model_type)} is not supported: expected 'architectures' with {LLAMA_ARCHITECTURE} or model_type 'llama'"
         )
     if model_type is not None and model_type != LLAMA_MODEL_TYPE:
-        raise ModelArgsError(path, f"model_type {model_type!r} is not supported: only 'llama' is")
+        raise ModelArgsError(path, f"model_type {short_repr(model_type)} is not supported: only 'llama' is")
     if config.get("hidden_act", "silu") != "silu":
-        raise ModelArgsError(path, f"'hidden_act' {config['hidden_act']!r} is not supported: Llama's FFN uses silu (SwiGLU)")
+        raise ModelArgsError(path, f"'hidden_act' {short_repr(config['hidden_act'])} is not supported: Llama's FFN uses silu (SwiGLU)")
     for key in ("attention_bias", "mlp_bias"):
         if config.get(key, False) not in (False, None):
-            raise ModelArgsError(path, f"{key!r} is {config[key]!r}: linear layers with biases are not supported (Llama has none)")
+            raise ModelArgsError(path, f"{key!r} is {short_repr(config[key])}: linear layers with biases are not supported (Llama has none)")
 
 
 # ---- RoPE -------------------------------------------------------------------------------------------
@@ -148,18 +149,18 @@ def _rope(config: dict[str, Any], path: str | Path) -> tuple[float, RopeScaling 
     if parameters is not None:
         section_name = "rope_parameters"
         if not isinstance(parameters, dict):
-            raise ModelArgsError(path, f"'rope_parameters' must be an object, got {parameters!r:.80}")
+            raise ModelArgsError(path, f"'rope_parameters' must be an object, got {short_repr(parameters)}")
         section = parameters
         theta_source, theta_key = (parameters, "rope_theta") if "rope_theta" in parameters else (config, "rope_theta")
         if "rope_theta" in parameters and config.get("rope_theta") not in (None, parameters["rope_theta"]):
             raise ModelArgsError(
-                path, f"'rope_theta' {config['rope_theta']!r} disagrees with 'rope_parameters.rope_theta' {parameters['rope_theta']!r}"
+                path, f"'rope_theta' {short_repr(config['rope_theta'])} disagrees with 'rope_parameters.rope_theta' {short_repr(parameters['rope_theta'])}"
             )
     else:
         section_name = "rope_scaling"
         section = config.get("rope_scaling") or {}
         if not isinstance(section, dict):
-            raise ModelArgsError(path, f"'rope_scaling' must be an object or null, got {section!r:.80}")
+            raise ModelArgsError(path, f"'rope_scaling' must be an object or null, got {short_repr(section)}")
         theta_source, theta_key = config, "rope_theta"
     label = "rope_theta" if theta_source is config else f"{section_name}.rope_theta"
     rope_theta = _float(theta_source, theta_key, path, default=10000.0, low=0.0, label=label)
@@ -167,7 +168,7 @@ def _rope(config: dict[str, Any], path: str | Path) -> tuple[float, RopeScaling 
     rope_type = section.get("rope_type", section.get("type", "default"))
     if rope_type not in ROPE_TYPES:
         raise ModelArgsError(
-            path, f"'{section_name}' has rope type {rope_type!r}, which is not supported (supported: {', '.join(ROPE_TYPES)})"
+            path, f"'{section_name}' has rope type {short_repr(rope_type)}, which is not supported (supported: {', '.join(ROPE_TYPES)})"
         )
     if rope_type == "default":
         return rope_theta, None
@@ -192,7 +193,7 @@ def _int(section: dict[str, Any], key: str, path: str | Path, default: int | Non
     if value is None:
         raise ModelArgsError(path, f"required key {label!r} is missing")
     if not _is_int(value):
-        raise ModelArgsError(path, f"{label!r} must be an integer, got {value!r:.40} ({type(value).__name__})")
+        raise ModelArgsError(path, f"{label!r} must be an integer, got {short_repr(value)} ({type(value).__name__})")
     low, high = INT_LIMITS[key]
     if not low <= value <= high:
         raise ModelArgsError(path, f"{label!r} is {value}, outside the range {low}..{high}")
@@ -209,12 +210,15 @@ def _float(
     if value is None:
         raise ModelArgsError(path, f"required key {label!r} is missing")
     if not (isinstance(value, float) or _is_int(value)):
-        raise ModelArgsError(path, f"{label!r} must be a number, got {value!r:.40} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or not low < value < high:
-        bounds = f"greater than {low:g}" if high == math.inf else f"between {low:g} and {high:g} (exclusive)"
-        raise ModelArgsError(path, f"{label!r} is {value!r}: it must be a finite number {bounds}")
-    return value
+        raise ModelArgsError(path, f"{label!r} must be a number, got {short_repr(value)} ({type(value).__name__})")
+    bounds = f"greater than {low:g}" if high == math.inf else f"between {low:g} and {high:g} (exclusive)"
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: JSON allows 10**400
+        raise ModelArgsError(path, f"{label!r} is an integer of {abs(value).bit_length()} bits: it must be a finite number {bounds}") from None
+    if not math.isfinite(number) or not low < number < high:
+        raise ModelArgsError(path, f"{label!r} is {number!r}: it must be a finite number {bounds}")
+    return number
 
 
 def _displayable(value: Any) -> bool:

@@ -12,9 +12,11 @@ A directory is recognised as Hugging Face's by config.json plus weights in safet
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..common.errors import ModelFileError
+from ..common.files import read_text_file
 from .checkpoint import INDEX_FILE, SINGLE_FILE, find_safetensors_files
 from .config import CONFIG_FILE
 from .jsonfile import read_json_file
@@ -28,9 +30,13 @@ MAX_CHAT_TEMPLATE_BYTES = 1 << 20  # the longest published templates are about 1
 
 
 def is_hf_directory(path: str | Path) -> bool:
-    """config.json and model.safetensors (or its shard index) side by side."""
+    """config.json and model.safetensors (or its shard index) side by side. Entries of those names
+    count even when they are not regular files (a FIFO, a device, a dangling link): reading them
+    then says what they are, where a Meta-directory message would mislead."""
     path = Path(path)
-    return (path / CONFIG_FILE).is_file() and ((path / SINGLE_FILE).is_file() or (path / INDEX_FILE).is_file())
+    return os.path.lexists(path / CONFIG_FILE) and (
+        os.path.lexists(path / SINGLE_FILE) or os.path.lexists(path / INDEX_FILE)
+    )
 
 
 def hf_directory_files(directory: str | Path) -> dict[str, Path]:
@@ -61,16 +67,11 @@ def read_chat_template(directory: str | Path) -> str | None:
     one named "default" is used, as transformers does). None when the model has none (a base model)."""
     directory = Path(directory)
     jinja = directory / CHAT_TEMPLATE_FILE
-    if jinja.is_file():
-        size = jinja.stat().st_size
-        if size > MAX_CHAT_TEMPLATE_BYTES:
-            raise ModelFileError(jinja, f"the chat template is {size:,} bytes, more than the {MAX_CHAT_TEMPLATE_BYTES:,}-byte limit")
-        try:
-            return jinja.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ModelFileError(jinja, f"the chat template is not UTF-8 text (byte {exc.start} is invalid)") from None
+    # lexists, not is_file: a FIFO or a dangling link of that name is an error saying what it is.
+    if os.path.lexists(jinja):
+        return read_text_file(jinja, MAX_CHAT_TEMPLATE_BYTES, ModelFileError, "chat template")
     config_path = directory / TOKENIZER_CONFIG_FILE
-    if not config_path.is_file():
+    if not os.path.lexists(config_path):
         return None
     template = read_json_file(config_path, MAX_TOKENIZER_CONFIG_BYTES, "tokenizer_config.json").get("chat_template")
     if template is None or isinstance(template, str):

@@ -2,9 +2,10 @@
 
 Hugging Face directories hold several JSON files (config.json, the shard index, tokenizer_config.json,
 generation_config.json) and every safetensors file starts with a JSON header. Python's parser is safe
-(it builds only dicts, lists, strings and numbers), but it reads whatever it is given: the size is
-checked first so a corrupt file cannot make us read gigabytes, and nesting too deep for the parser
-is reported as such instead of a RecursionError.
+(it builds only dicts, lists, strings and numbers), but it reads whatever it is given: only a regular
+file is read (a FIFO would block, /dev/zero never ends), its size is checked first so a corrupt file
+cannot make us read gigabytes, and nesting too deep for the parser is reported as such instead of a
+RecursionError. Messages quote what the file holds only through short_repr, bounded in size.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import ModelFileError
+from ..common.files import read_regular_file
+from ..common.saferepr import short_repr
 
 
 def _no_duplicate_keys(path: str | Path, what: str):  # type: ignore[no-untyped-def]
@@ -22,7 +25,7 @@ def _no_duplicate_keys(path: str | Path, what: str):  # type: ignore[no-untyped-
         for key, value in pairs:
             if key in result:
                 # json.loads would keep the last one silently: two values for one name is a broken file
-                raise ModelFileError(path, f"{what}: key {key!r} appears twice")
+                raise ModelFileError(path, f"{what}: key {short_repr(key)} appears twice")
             result[key] = value
         return result
 
@@ -49,18 +52,10 @@ def parse_json_object(raw: bytes, path: str | Path, what: str) -> dict[str, Any]
 
 
 def read_json_file(path: str | Path, max_bytes: int, what: str) -> dict[str, Any]:
-    """Read a JSON object from `path`, refusing files larger than `max_bytes` before reading them."""
+    """Read a JSON object from the regular file `path`, refusing one larger than `max_bytes` before
+    reading it; a missing file, a FIFO, a device or a dangling link is a ModelFileError saying so."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ModelFileError(path, f"{what} is {size:,} bytes, more than the {max_bytes:,} such a file can sensibly hold")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(path, f"{what} not found") from None
-    except OSError as exc:
-        raise ModelFileError(path, f"cannot read {what}: {exc.strerror or exc}") from None
-    return parse_json_object(raw, path, what)
+    return parse_json_object(read_regular_file(path, max_bytes, ModelFileError, what), path, what)
 
 
 __all__ = ["parse_json_object", "read_json_file"]

@@ -30,6 +30,7 @@ import numpy as np
 from ..common.errors import ModelFileError
 from ..common.logger import GLogger
 from ..common.mmapfile import MmapFile
+from ..common.saferepr import short_repr
 from ..ml import DT_BF16, DT_F32, Tensor, format_dims
 from ..ml.dtype import DT_F16, DataType
 from .jsonfile import parse_json_object
@@ -124,30 +125,32 @@ class SafetensorsFile:
         if metadata is None:
             return {}
         if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-            raise ModelFileError(self.path, f"{METADATA_KEY!r} must map strings to strings, got {metadata!r:.120}")
+            raise ModelFileError(self.path, f"{METADATA_KEY!r} must map strings to strings, got {short_repr(metadata)}")
         return dict(metadata)
 
     def _check_entry(self, name: str, entry: Any) -> TensorInfo:
-        where = f"tensor {name!r}"
+        where = f"tensor {short_repr(name)}"
         if not isinstance(entry, dict):
-            raise ModelFileError(self.path, f"{where}: expected an object with dtype, shape and data_offsets, got {entry!r:.80}")
+            raise ModelFileError(self.path, f"{where}: expected an object with dtype, shape and data_offsets, got {short_repr(entry)}")
         if set(entry) != ENTRY_KEYS:
             missing, extra = sorted(ENTRY_KEYS - set(entry)), sorted(set(entry) - ENTRY_KEYS)
             raise ModelFileError(
                 self.path, f"{where}: expected keys dtype, shape, data_offsets; missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str):
+            raise ModelFileError(self.path, f"{where}: dtype must be a string such as 'BF16', got {short_repr(dtype, 80)}")
         if dtype not in SUPPORTED_DTYPES:
             kind = "is not supported" if dtype in OTHER_DTYPES else "is not a safetensors dtype"
             raise ModelFileError(
-                self.path, f"{where} has dtype {dtype!r}, which {kind}; supported: {', '.join(SUPPORTED_DTYPES)}"
+                self.path, f"{where} has dtype {short_repr(dtype)}, which {kind}; supported: {', '.join(SUPPORTED_DTYPES)}"
             )
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            raise ModelFileError(self.path, f"{where}: shape must be a list of non-negative integers, got {shape!r:.80}")
+            raise ModelFileError(self.path, f"{where}: shape must be a list of non-negative integers, got {short_repr(shape)}")
         if len(shape) > MAX_DIMS:
             raise ModelFileError(self.path, f"{where}: shape has {len(shape):,} dimensions; at most {MAX_DIMS} are supported")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) and o >= 0 for o in offsets)):
-            raise ModelFileError(self.path, f"{where}: data_offsets must be [begin, end], two non-negative integers, got {offsets!r:.80}")
+            raise ModelFileError(self.path, f"{where}: data_offsets must be [begin, end], two non-negative integers, got {short_repr(offsets)}")
         begin, end = offsets
         if not begin <= end <= self.data_size:
             raise ModelFileError(
@@ -179,7 +182,7 @@ class SafetensorsFile:
             if previous is not None and info.begin < previous.end:
                 raise ModelFileError(
                     self.path,
-                    f"tensors {previous.name!r} [{previous.begin}, {previous.end}) and {info.name!r} "
+                    f"tensors {short_repr(previous.name)} [{previous.begin}, {previous.end}) and {short_repr(info.name)} "
                     f"[{info.begin}, {info.end}) overlap in the data section",
                 )
             previous = info
@@ -192,7 +195,7 @@ class SafetensorsFile:
         """A read-only Tensor viewing the file's bytes (no copy)."""
         info = self.tensors.get(name)
         if info is None:
-            raise ModelFileError(self.path, f"no tensor {name!r} in this file")
+            raise ModelFileError(self.path, f"no tensor {short_repr(name)} in this file")
         storage, dtype = SUPPORTED_DTYPES[info.dtype]
         count = info.nbytes // storage.itemsize
         if count == 0:  # nothing to view; an empty array is all there is

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.saferepr import short_repr
 from ..common.errors import TokenizerError
 from .bpe_tokenizer import BPETokenizer, pre_tokenizer_named
 from .spm_tokenizer import SPMTokenizer
@@ -49,7 +50,7 @@ def tokenizer_from_gguf(metadata: Mapping[str, Any], path: str | Path) -> Tokeni
     if model == "llama":
         return _spm_tokenizer(keys)
     supported = ", ".join(f"{name!r} ({what})" for name, what in SUPPORTED_MODELS.items())
-    raise TokenizerError(path, f"{PREFIX}model is {model!r}, a tokenizer we do not support; supported: {supported}")
+    raise TokenizerError(path, f"{PREFIX}model is {short_repr(model)}, a tokenizer we do not support; supported: {supported}")
 
 
 def _bpe_tokenizer(keys: _Keys) -> BPETokenizer:
@@ -66,10 +67,10 @@ def _bpe_tokenizer(keys: _Keys) -> BPETokenizer:
         types,
         merges,
         pre,
-        bos_id=keys.token_id("bos_token_id", count),
-        eos_id=keys.token_id("eos_token_id", count),
-        unk_id=keys.token_id("unknown_token_id", count),
-        extra_stop_ids=keys.end_of_turn_ids(count),
+        bos_id=keys.token_id("bos_token_id", tokens),
+        eos_id=keys.token_id("eos_token_id", tokens),
+        unk_id=keys.token_id("unknown_token_id", tokens),
+        extra_stop_ids=keys.end_of_turn_ids(tokens),
         add_bos=add_bos if add_bos is not None else pre_name in _LLAMA3_PRE,
         chat_template=keys.chat_template(),
     )
@@ -80,9 +81,9 @@ def _spm_tokenizer(keys: _Keys) -> SPMTokenizer:
     count = len(tokens)
     scores = keys.scores(count)
     # llama.cpp's defaults for a SentencePiece vocab that does not name its ids: Llama 2's.
-    bos_id = keys.token_id("bos_token_id", count, default=1)
-    eos_id = keys.token_id("eos_token_id", count, default=2)
-    unk_id = keys.token_id("unknown_token_id", count, default=0)
+    bos_id = keys.token_id("bos_token_id", tokens, default=1)
+    eos_id = keys.token_id("eos_token_id", tokens, default=2)
+    unk_id = keys.token_id("unknown_token_id", tokens, default=0)
     types = keys.token_types(count, inferred_controls=(bos_id, eos_id), inferred_unknown=unk_id, byte_pieces=tokens)
     add_bos = keys.flag("add_bos_token")
     add_space_prefix = keys.flag("add_space_prefix")
@@ -94,7 +95,7 @@ def _spm_tokenizer(keys: _Keys) -> SPMTokenizer:
         bos_id=bos_id,
         eos_id=eos_id,
         unk_id=unk_id,
-        extra_stop_ids=keys.end_of_turn_ids(count),
+        extra_stop_ids=keys.end_of_turn_ids(tokens),
         add_space_prefix=True if add_space_prefix is None else add_space_prefix,
         add_bos=True if add_bos is None else add_bos,
         chat_template=keys.chat_template(),
@@ -141,7 +142,8 @@ class _Keys:
             return None
         if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind not in kinds:
             shown = f"a {value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
-            raise self._fail(name, f"should be a 1-D numeric array, got {shown}")
+            wanted = "integers" if kinds == "iu" else "numbers"
+            raise self._fail(name, f"should be a 1-D array of {wanted}, got {shown}")
         if len(value) != count:
             raise self._fail(name, f"has {len(value)} entries but {PREFIX}tokens has {count}")
         return value
@@ -184,19 +186,24 @@ class _Keys:
                                            f"known types are {sorted(known)}")
         return [int(t) for t in value.tolist()]
 
-    def token_id(self, name: str, count: int, default: int | None = None) -> int | None:
+    def token_id(self, name: str, tokens: Sequence[str], default: int | None = None) -> int | None:
+        """A special token's id: an integer inside the vocab, naming a token with some text (an
+        empty BOS would render as '' in a chat template and silently drop out of the prompt)."""
+        count = len(tokens)
         value = self._get(name)
         if value is None:
-            return default if default is not None and default < count else None
+            return default if default is not None and default < count and tokens[default] else None
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise self._fail(name, f"should be an integer token id, got {type(value).__name__}")
         if not 0 <= int(value) < count:
             raise self._fail(name, f"is {int(value)}, outside the vocab of {count} tokens")
+        if not tokens[int(value)]:
+            raise self._fail(name, f"is {int(value)}, and token {int(value)} is an empty string: it cannot be that special token")
         return int(value)
 
-    def end_of_turn_ids(self, count: int) -> list[int]:
+    def end_of_turn_ids(self, tokens: Sequence[str]) -> list[int]:
         """End of turn / end of message: chat models stop there as well as at EOS."""
-        ids = [self.token_id("eot_token_id", count), self.token_id("eom_token_id", count)]
+        ids = [self.token_id("eot_token_id", tokens), self.token_id("eom_token_id", tokens)]
         return [id for id in ids if id is not None]
 
     def flag(self, name: str) -> bool | None:

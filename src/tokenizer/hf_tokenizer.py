@@ -21,12 +21,15 @@ is read from tokenizer.json; one we cannot account for exactly is an error, not 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
+from ..common.saferepr import short_repr
 from ..common.errors import TokenizerError
+from ..common.files import read_text_file
 from .bpe_tokenizer import unicode_to_bytes
 from .tokenizer import Tokenizer, check_text, parse_byte_piece
 
@@ -37,6 +40,23 @@ GENERATION_CONFIG = "generation_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 # Bound what a file can make us read: the largest real tokenizer.json files are tens of MB.
 MAX_JSON_BYTES = 512 * 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+def _in_library(path: str | Path, call: Callable[[], _T]) -> _T:
+    """`call()`, a call into `tokenizers`, with a Rust panic turned into a TokenizerError.
+
+    A panic in the library (a post-processor naming a token its map lacks, found by the fuzz
+    suite) surfaces as pyo3's PanicException, a BaseException that `except Exception` lets through
+    to a traceback. It has no importable class, so it is told by its name.
+    """
+    try:
+        return call()
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise TokenizerError(path, f"the tokenizers package failed on it ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 @dataclass
@@ -86,7 +106,7 @@ def _add_decoder(path: str | Path, decoder: Mapping[str, Any], rules: DecoderRul
         scheme = decoder.get("prepend_scheme", "always" if decoder.get("add_prefix_space", True) else "never")
         rules.strips_leading_space = scheme != "never"
     else:
-        raise TokenizerError(path, f"tokenizer.json's decoder {kind!r} is not supported; supported: {_SUPPORTED_DECODERS}")
+        raise TokenizerError(path, f"tokenizer.json's decoder {short_repr(kind)} is not supported; supported: {_SUPPORTED_DECODERS}")
 
 
 class HFTokenizer(Tokenizer):
@@ -110,8 +130,10 @@ class HFTokenizer(Tokenizer):
         text = _read_text(path)
         spec = _parse_json(path, text)
         try:
-            self._tokenizer = tokenizers.Tokenizer.from_str(text)
+            self._tokenizer = _in_library(path, lambda: tokenizers.Tokenizer.from_str(text))
         except Exception as exc:  # the library reports any problem as a plain Exception
+            if isinstance(exc, TokenizerError):
+                raise
             raise TokenizerError(path, f"not a tokenizer.json the tokenizers package can read: {exc}") from exc
         # Special tokens typed in text are encoded as text, never as their ids.
         self._tokenizer.encode_special_tokens = True
@@ -142,7 +164,7 @@ class HFTokenizer(Tokenizer):
         stops = {id for id in [eos_id, *eos_ids] if id is not None}
         specials = {added[id].content: id for id in self._special_ids}
         super().__init__(path, size, bos_id, eos_id, unk_id, frozenset(stops), specials)
-        self.add_bos = _add_bos(config, self._tokenizer, bos_id)
+        self.add_bos = _in_library(path, lambda: _add_bos(config, self._tokenizer, bos_id))
         self._bytes: dict[int, bytes] = {}
 
     # ---- reading the configuration ------------------------------------------------------------
@@ -153,10 +175,10 @@ class HFTokenizer(Tokenizer):
             return None
         content = value.get("content") if isinstance(value, Mapping) else value
         if not isinstance(content, str):
-            raise TokenizerError(self._config_path, f"{key} should be a token string, got {value!r}")
+            raise TokenizerError(self._config_path, f"{key} should be a token string, got {short_repr(value)}")
         id = self._tokenizer.token_to_id(content)
         if id is None or not 0 <= id < size:
-            raise TokenizerError(self._config_path, f"{key} {content!r} is not a token of {TOKENIZER_JSON}")
+            raise TokenizerError(self._config_path, f"{key} {short_repr(content)} is not a token of {TOKENIZER_JSON}")
         return int(id)
 
     def _model_unk_id(self, spec: Mapping[str, Any]) -> int | None:
@@ -169,7 +191,7 @@ class HFTokenizer(Tokenizer):
     # ---- Tokenizer ----------------------------------------------------------------------------
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         check_text(text)
-        ids = list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        ids = list(_in_library(self.path, lambda: self._tokenizer.encode(text, add_special_tokens=False).ids))
         if bos and self.bos_id is not None:
             ids.insert(0, self.bos_id)
         if eos and self.eos_id is not None:
@@ -247,32 +269,30 @@ def load_hf_tokenizer(directory: str | Path) -> HFTokenizer:
     if not folder.is_dir():
         raise TokenizerError(directory, "not a directory (expected a Hugging Face model directory)")
     tokenizer_json = folder / TOKENIZER_JSON
-    if not tokenizer_json.is_file():
+    if not _present(tokenizer_json):
         raise TokenizerError(folder, f"has no {TOKENIZER_JSON}")
     config: dict[str, Any] = {}
     for name in (SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG):  # the config wins where both say
         file = folder / name
-        if file.is_file():
+        if _present(file):
             config.update(_read_json(file))
     generation_file = folder / GENERATION_CONFIG
-    generation = _read_json(generation_file) if generation_file.is_file() else {}
+    generation = _read_json(generation_file) if _present(generation_file) else {}
     template_file = folder / CHAT_TEMPLATE_FILE
-    template = _read_text(template_file) if template_file.is_file() else None
+    template = _read_text(template_file) if _present(template_file) else None
     return HFTokenizer(tokenizer_json, config, generation, template)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
 def _read_text(path: Path | str) -> str:
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise TokenizerError(path, f"is {size} bytes, more than any tokenizer file needs ({MAX_JSON_BYTES})")
-        return file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TokenizerError(path, f"cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TokenizerError(path, f"is not UTF-8 text: {exc}") from exc
+    """A regular file of at most MAX_JSON_BYTES, as UTF-8 text (a FIFO or /dev/zero is refused)."""
+    return read_text_file(path, MAX_JSON_BYTES, TokenizerError, f"{Path(path).name} file")
+
+
+def _present(path: Path) -> bool:
+    """Whether the directory holds an entry of this name: a FIFO, a device or a dangling link is
+    there too (and then reading it says what it is), where `is_file()` would pass it over silently."""
+    return os.path.lexists(path)
 
 
 def _read_json(path: Path | str) -> dict[str, Any]:
@@ -297,7 +317,7 @@ def _generation_ids(path: str | Path, generation: Mapping[str, Any], key: str, s
     values = value if isinstance(value, list) else [value]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < size:
-            raise TokenizerError(path, f"{key} {value!r} is not a token id of the vocab (0 .. {size - 1})")
+            raise TokenizerError(path, f"{key} {short_repr(value)} is not a token id of the vocab (0 .. {size - 1})")
     return [int(v) for v in values]
 
 

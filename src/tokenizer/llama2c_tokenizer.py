@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from ..common.saferepr import short_repr
 from ..common.errors import TokenizerError
+from ..common.files import read_regular_file
 from .pair_merge import PairMerge, merge_adjacent_pairs, score_priorities
 from .tokenizer import Tokenizer, check_text, parse_byte_piece
 
@@ -100,7 +102,7 @@ def _check_vocab(path: str | Path, pieces: list[bytes], expected_size: int | Non
     for id, piece in enumerate(pieces):
         if piece in seen:
             # run.c looks pieces up by binary search, so a duplicate would make encoding ambiguous.
-            raise TokenizerError(path, f"token {id} repeats the piece {piece!r} of token {seen[piece]}")
+            raise TokenizerError(path, f"token {id} repeats the piece {short_repr(piece)} of token {seen[piece]}")
         seen[piece] = id
 
 
@@ -113,10 +115,10 @@ class Llama2cTokenizer(Tokenizer):
     def __init__(self, path: str | Path, data: bytes | None = None, vocab_size: int | None = None) -> None:
         """Read `path` (or the already-read `data`); `vocab_size`, if given, must match the file."""
         if data is None:
-            try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                raise TokenizerError(path, f"cannot read the llama2.c tokenizer: {exc.strerror or exc}") from exc
+            from . import MAX_TOKENIZER_BYTES
+
+            # Only a regular file of a sane size, as load_tokenizer reads (not /dev/zero, nor a FIFO)
+            data = read_regular_file(path, MAX_TOKENIZER_BYTES, TokenizerError, "llama2.c tokenizer file")
         self.vocab = read_llama2c_vocab(path, data, vocab_size)
         self._ids: dict[bytes, int] = {piece: id for id, piece in enumerate(self.vocab.pieces)}
         self._priorities: list[int] = score_priorities(self.vocab.scores)
@@ -188,7 +190,7 @@ class Llama2cTokenizer(Tokenizer):
     def _lookup(self, piece: bytes) -> int:
         id = self._ids.get(piece)
         if id is None:
-            raise TokenizerError(self.path, f"the vocab has no piece {piece!r}, which encoding needs")
+            raise TokenizerError(self.path, f"the vocab has no piece {short_repr(piece)}, which encoding needs")
         return id
 
     def _merge(self, ids: list[int]) -> list[int]:
@@ -242,7 +244,7 @@ class Llama2cTokenizer(Tokenizer):
         """The id of a stored piece; the usual names "<s>", "</s>", "<unk>" are accepted too."""
         id = self._ids.get(piece.encode("utf-8"), self.special_tokens.get(piece))
         if id is None:
-            raise KeyError(f"piece {piece!r} is not in the vocab of {self.path}")
+            raise KeyError(f"piece {short_repr(piece)} is not in the vocab of {self.path}")
         return id
 
     def score(self, id: int) -> float:

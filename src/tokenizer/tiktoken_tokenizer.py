@@ -18,6 +18,7 @@ from typing import ClassVar
 import tiktoken
 
 from ..common.errors import TokenizerError
+from ..common.files import read_regular_file
 from .tokenizer import Tokenizer, byte_piece_text, check_text
 
 # Meta's Llama 3 pre-tokenizer: contractions, words (with one leading non-letter), numbers of up
@@ -130,10 +131,10 @@ class TiktokenTokenizer(Tokenizer):
 
     def __init__(self, path: str | Path, data: bytes | None = None) -> None:
         if data is None:
-            try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                raise TokenizerError(path, f"cannot read the tiktoken ranks file: {exc.strerror or exc}") from exc
+            from . import MAX_TOKENIZER_BYTES
+
+            # Only a regular file of a sane size, as load_tokenizer reads (not /dev/zero, nor a FIFO)
+            data = read_regular_file(path, MAX_TOKENIZER_BYTES, TokenizerError, "tiktoken ranks file")
         ranks = read_tiktoken_ranks(path, data)
         specials = {name: len(ranks) + i for i, name in enumerate(llama3_special_token_names())}
         self._encoding = tiktoken.Encoding(

@@ -9,7 +9,7 @@ from llamanuts.common.saferepr import short_repr
 
 @pytest.mark.parametrize(
     "value",
-    ["storage", 7, -3, 1.5, None, True, (), (1,), (1, "a"), [1, [2, [3]]], {"a": 1, "b": (2,)}, {}, []],
+    ["storage", b"x\xff", 7, -3, 1.5, None, True, (), (1,), (1, "a"), [1, [2, [3]]], {"a": 1, "b": (2,)}, {}, []],
 )
 def test_small_values_read_as_python_repr(value) -> None:
     assert short_repr(value, limit=200) == repr(value)
@@ -34,6 +34,8 @@ def test_huge_ints_and_strings_are_named_by_size_or_cut() -> None:
     assert short_repr(1 << 5000) == "<int of 5001 bits>"
     text = short_repr("x" * 10_000_000, limit=20)
     assert text == "'xxxxxxxxxxxxxxxx..." and len(text) == 20
+    data = short_repr(b"\x00" * 10_000_000, limit=20)  # a llama2.c piece or a tiktoken token
+    assert data == repr(b"\x00" * 10)[:17] + "..." and len(data) == 20
 
 
 def test_other_objects_show_their_type_unless_their_repr_is_declared_bounded() -> None:

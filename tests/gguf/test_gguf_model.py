@@ -199,6 +199,14 @@ def test_missing_architecture(write):
     fails(write, tiny.build(replace_kv(tiny.metadata(), "general.architecture", drop=True)), "'general.architecture'", "missing")
 
 
+def test_a_megabyte_architecture_name_is_quoted_short(write):
+    # the message quotes the file's value through short_repr: bounded, whatever the file holds
+    tiny = TinyLlama()
+    message = fails(write, tiny.build(replace_kv(tiny.metadata(), "general.architecture", STRING, "g" * (1 << 20))),
+                    "general.architecture is 'ggg", "only 'llama'", error=ModelArgsError)
+    assert len(message) < 1000
+
+
 def test_architecture_must_be_a_string(write):
     tiny = TinyLlama()
     fails(write, tiny.build(replace_kv(tiny.metadata(), "general.architecture", UINT32, 7)), "'general.architecture'", "string")
@@ -235,6 +243,7 @@ def test_wrong_value_type_names_the_key(write, key, type_id, value, phrase):
     [
         ("llama.attention.layer_norm_rms_epsilon", FLOAT32, float("nan"), "positive finite"),
         ("llama.attention.layer_norm_rms_epsilon", FLOAT32, 0.0, "positive finite"),
+        ("llama.attention.layer_norm_rms_epsilon", FLOAT32, 1e30, "positive finite number below 1"),
         ("llama.rope.freq_base", FLOAT32, float("inf"), "positive finite"),
         ("llama.rope.freq_base", FLOAT32, -1.0, "positive finite"),
         ("llama.block_count", UINT32, 0, "at least 1"),

@@ -10,7 +10,11 @@ mismatch. The reference for the padded model's output is the same model without 
 
 from __future__ import annotations
 
+import json
+import shutil
 import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +78,59 @@ def test_a_tokenizer_larger_than_the_model_is_refused(refs, tmp_path):
                     + data[embedding_end:])
     with pytest.raises(ModelFileError, match="tokenizer has 512 tokens but the model's embedding has only 256 rows"):
         load_model(cut, refs / "tok512.model")
+
+
+# ---- the same check for GGUF files and Hugging Face directories, on real mismatching files ---------------
+REPO = Path(__file__).resolve().parents[2]
+HF = REPO / "tests" / "fixtures" / "hf"
+TINY_META_TOKENIZER = REPO / "tests" / "fixtures" / "loader" / "tiny_meta" / "tokenizer.model"  # 512 pieces
+
+
+def test_a_gguf_with_a_larger_tokenizer_file_is_refused(tmp_path):
+    sys.path.insert(0, str(REPO / "tests" / "gguf"))
+    from ggufbytes import TinyLlama  # the test suite's GGUF writer (40 tokens, 40 embedding rows)
+
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(TinyLlama().build())
+    assert load_model(path).tokenizer.vocab_size == 40  # its own vocab fits
+    with pytest.raises(ModelFileError, match=r"tokenizer.model: the tokenizer has 512 tokens but the model's embedding has only 40 rows"):
+        load_model(path, TINY_META_TOKENIZER)
+
+
+def _hf_copy(tmp_path: Path, edit_tokenizer) -> Path:
+    target = tmp_path / "tiny-llama2-hf"
+    shutil.copytree(HF / "tiny-llama2-hf", target)
+    spec = json.loads((target / "tokenizer.json").read_text())
+    edit_tokenizer(spec)
+    (target / "tokenizer.json").write_text(json.dumps(spec))
+    return target
+
+
+def _keep_first(count: int):
+    """A tokenizer.json edit: only the vocab ids below `count`, and the merges that stay within them."""
+    def edit(spec) -> None:
+        model = spec["model"]
+        model["vocab"] = {t: i for t, i in model["vocab"].items() if i < count}
+        model["merges"] = [m for m in model["merges"] if all(p in model["vocab"] for p in (*m, "".join(m)))]
+    return edit
+
+
+def test_a_hugging_face_tokenizer_with_more_tokens_than_rows_is_refused(tmp_path):
+    def add_tokens(spec) -> None:
+        spec["added_tokens"] += [{"id": 320 + i, "content": f"<extra_{i}>", "single_word": False, "lstrip": False,
+                                  "rstrip": False, "normalized": False, "special": True} for i in range(4)]
+
+    directory = _hf_copy(tmp_path, add_tokens)
+    with pytest.raises(ModelFileError, match=r"tokenizer.json: the tokenizer has 324 tokens but the model's embedding has only 320 rows"):
+        load_model(directory)
+
+
+def test_a_hugging_face_tokenizer_a_little_smaller_than_the_rows_cuts_the_padding(tmp_path):
+    loaded = load_model(_hf_copy(tmp_path, _keep_first(300)))  # 20 rows of 320: within 1/16
+    assert loaded.tokenizer.vocab_size == loaded.args.vocab_size == 300
+    assert loaded.weights.output.shape == (300, 32) and loaded.weights.tok_embeddings.shape == (300, 32)
+
+
+def test_a_hugging_face_tokenizer_much_smaller_than_the_rows_is_refused(tmp_path):
+    with pytest.raises(ModelFileError, match=r"the tokenizer has 250 tokens but the model's embedding has 320 rows: more than 1/16"):
+        load_model(_hf_copy(tmp_path, _keep_first(250)))

@@ -142,6 +142,9 @@ def test_rope_types_other_than_default_and_llama3_are_refused(rope_type: str) ->
         ("hidden_act", "gelu", "'hidden_act' 'gelu' is not supported"),
         ("attention_bias", True, "'attention_bias' is True: linear layers with biases are not supported"),
         ("rope_scaling", "llama3", "'rope_scaling' must be an object or null"),
+        # found by the fuzz suite: an integer too large for a float was an OverflowError traceback
+        ("rms_norm_eps", 10**400, "'rms_norm_eps' is an integer of 1329 bits: it must be a finite number between 0 and 1"),
+        ("rope_theta", -(10**400), "'rope_theta' is an integer of 1329 bits: it must be a finite number greater than 0"),
     ],
 )
 def test_a_bad_value_is_named_with_its_key(key: str, value: object, phrase: str) -> None:

@@ -174,6 +174,13 @@ def test_a_dtype_the_format_does_not_define(tmp_path: Path) -> None:
              "'Q4_0', which is not a safetensors dtype")
 
 
+@pytest.mark.parametrize("dtype", [["F32"], {"F32": 1}, 5, None])
+def test_a_dtype_that_is_not_a_string(tmp_path: Path, dtype: object) -> None:
+    # found by the fuzz suite: a list or dict dtype was looked up in a dict (TypeError: unhashable)
+    _refused(_one_tensor_file(tmp_path, {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}, b"\0" * 4),
+             "tensor 'w': dtype must be a string such as 'BF16'")
+
+
 @pytest.mark.parametrize("shape", [[-1, 4], [2.0, 2], [True, 4], "4", [[4]]])
 def test_a_shape_that_is_not_a_list_of_non_negative_integers(tmp_path: Path, shape: object) -> None:
     _refused(_one_tensor_file(tmp_path, {"dtype": "F32", "shape": shape, "data_offsets": [0, 16]}, b"\0" * 16),
@@ -247,3 +254,11 @@ def test_tensors_bytes_helper_pads_the_header_to_eight_bytes() -> None:
     raw = tensors_bytes({"a": np.zeros(3, np.float32)})
     (length,) = struct.unpack("<Q", raw[:8])
     assert (8 + length) % 8 == 0 and raw[8:9] == b"{"
+
+
+def test_a_megabyte_tensor_name_and_dtype_are_quoted_short(tmp_path: Path) -> None:
+    # the message quotes the header through short_repr: its length is bounded, whatever the header holds
+    name, dtype = "n" * (1 << 20), "D" * (1 << 20)
+    path = _file(tmp_path, encode({name: {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4))
+    message = _refused(path, "tensor 'nnnn", "has dtype 'DDDD", "which is not a safetensors dtype")
+    assert len(message) < 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,18 @@ def test_a_directory_without_weights(tmp_path: Path) -> None:
     _refused(tmp_path, str(tmp_path), f"no {SINGLE_FILE} and no {INDEX_FILE}")
 
 
+def test_a_dangling_link_named_model_safetensors_is_named_as_such(tmp_path: Path) -> None:
+    # a missing file would be "no model.safetensors": the link is there, its target is not
+    (tmp_path / SINGLE_FILE).symlink_to(tmp_path / "gone.safetensors")
+    _refused(tmp_path, str(tmp_path / SINGLE_FILE), "dangling symbolic link")
+
+
+def test_an_index_that_is_a_fifo_is_refused_without_blocking(sharded: Path) -> None:
+    (sharded / INDEX_FILE).unlink()
+    os.mkfifo(sharded / INDEX_FILE)  # opening it to read would wait for a writer forever
+    _refused(sharded, str(sharded / INDEX_FILE), "named pipe (FIFO), not a regular file")
+
+
 def test_a_missing_shard_is_named(sharded: Path) -> None:
     (sharded / SHARD2).unlink()
     _refused(sharded, str(sharded / SHARD2), "shard not found", "maps 1 tensor(s) to it")
@@ -118,7 +131,7 @@ def test_a_malformed_index(sharded: Path, content: str, phrase: str) -> None:
 def test_an_index_too_large_to_be_real_is_not_read(sharded: Path) -> None:
     with open(sharded / INDEX_FILE, "wb") as f:  # sparse: costs no disk and is never read
         f.truncate(MAX_INDEX_BYTES + 1)
-    _refused(sharded, str(sharded / INDEX_FILE), f"{MAX_INDEX_BYTES + 1:,} bytes, more than")
+    _refused(sharded, str(sharded / INDEX_FILE), f"{MAX_INDEX_BYTES + 1} bytes, more than the limit of {MAX_INDEX_BYTES} bytes")
 
 
 def test_a_corrupt_shard_is_named(sharded: Path) -> None:

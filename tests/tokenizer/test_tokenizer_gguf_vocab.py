@@ -115,7 +115,7 @@ def test_a_missing_pre_tokenizer_name_means_llama_cpps_default(trained: Any) -> 
         ({"merges": ["Ġ"]}, r"merge 0 \('Ġ'\) is not two tokens separated by a space"),
         ({"merges": ["Ġ zzzz"]}, r"merge 0 \('Ġ zzzz'\) needs the token 'zzzz', which is not in the vocab"),
         ({"token_type": np.ones(5, dtype=np.int32)}, r"tokenizer.ggml.token_type has 5 entries but tokenizer.ggml.tokens has \d+"),
-        ({"token_type": np.full((2, 2), 1)}, r"tokenizer.ggml.token_type should be a 1-D numeric array"),
+        ({"token_type": np.full((2, 2), 1)}, r"tokenizer.ggml.token_type should be a 1-D array of integers"),
         ({"bos_token_id": 10**6}, r"tokenizer.ggml.bos_token_id is 1000000, outside the vocab of \d+ tokens"),
         ({"eos_token_id": -1}, r"tokenizer.ggml.eos_token_id is -1, outside the vocab"),
         ({"eos_token_id": True}, r"tokenizer.ggml.eos_token_id should be an integer token id, got bool"),
@@ -176,3 +176,50 @@ def test_a_sentencepiece_vocab_without_types_types_its_byte_and_control_pieces()
     )
     assert ours.special_tokens == {"<unk>": 0, "<s>": 1, "</s>": 2}
     assert ours.is_byte_piece(4) and ours.piece_bytes(4) == b"A"
+
+
+# ---- token strings that are wrong for their role (issue 13) ---------------------------------------------
+@pytest.mark.parametrize("key", ["bos_token_id", "eos_token_id", "unknown_token_id", "eot_token_id", "eom_token_id"])
+def test_a_special_id_that_names_an_empty_token_is_an_error(trained: Any, key: str) -> None:
+    # An empty BOS would render as '' in the chat template and silently vanish from the prompt.
+    tokens = list(metadata_of(trained)["tokenizer.ggml.tokens"])
+    tokens[5] = ""
+    with pytest.raises(TokenizerError, match=rf"tokenizer.ggml.{key} is 5, and token 5 is an empty string"):
+        tokenizer_from_gguf(metadata_of(trained, tokens=tokens, **{key: 5}), "tiny.gguf")
+
+
+def test_an_empty_ordinary_token_is_kept_as_a_token_no_text_encodes_to(trained: Any) -> None:
+    # llama.cpp accepts (and warns about) empty entries; they print nothing and nothing encodes to them.
+    metadata = metadata_of(trained)
+    tokens = list(metadata["tokenizer.ggml.tokens"])
+    last_merged = tokens.index(metadata["tokenizer.ggml.merges"][-1].replace(" ", ""))
+    tokens[last_merged] = ""
+    ours = tokenizer_from_gguf(metadata_of(trained, tokens=tokens, merges=metadata["tokenizer.ggml.merges"][:-1]), "tiny.gguf")
+    assert ours.piece_bytes(last_merged) == b""
+    assert last_merged not in ours.encode(" ".join(TRAINING_TEXT[:4]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.bool_, np.float64])
+def test_token_types_that_are_not_integers_are_an_error(trained: Any, dtype: type) -> None:
+    types = metadata_of(trained)["tokenizer.ggml.token_type"].astype(dtype)
+    with pytest.raises(TokenizerError, match=rf"tokenizer.ggml.token_type should be a 1-D array of integers, got a {np.dtype(dtype)} array"):
+        tokenizer_from_gguf(metadata_of(trained, token_type=types), "tiny.gguf")
+
+
+def test_token_types_given_as_strings_are_an_error(trained: Any) -> None:
+    types = [str(t) for t in metadata_of(trained)["tokenizer.ggml.token_type"]]
+    with pytest.raises(TokenizerError, match=r"tokenizer.ggml.token_type should be a 1-D array of integers, got list"):
+        tokenizer_from_gguf(metadata_of(trained, token_type=types), "tiny.gguf")
+
+
+def test_scores_that_are_not_numbers_are_an_error() -> None:
+    base = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": ["<unk>", "<s>", "</s>", "▁"]}
+    with pytest.raises(TokenizerError, match=r"tokenizer.ggml.scores should be a 1-D array of numbers, got list"):
+        tokenizer_from_gguf({**base, "tokenizer.ggml.scores": ["0"] * 4}, "spm.gguf")
+
+
+def test_a_merge_whose_parts_are_unknown_names_the_merge_and_the_token(trained: Any) -> None:
+    merges = list(metadata_of(trained)["tokenizer.ggml.merges"])
+    merges[3] = "<|im_end|> Ġ"  # both parts are tokens; their join is not
+    with pytest.raises(TokenizerError, match=r"merge 3 \('<\|im_end\|> Ġ'\) needs the token '<\|im_end\|>Ġ', which is not in the vocab"):
+        tokenizer_from_gguf(metadata_of(trained, merges=merges), "tiny.gguf")

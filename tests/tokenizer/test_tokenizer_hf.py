@@ -8,6 +8,7 @@ directory (`AutoTokenizer.from_pretrained(dir)`), encoding special-token text as
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,25 @@ def test_a_missing_directory_or_tokenizer_json_is_an_error(tmp_path: Path) -> No
         load_hf_tokenizer(tmp_path)
 
 
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"])
+def test_a_tokenizer_file_that_is_a_fifo_is_named_not_skipped_or_waited_on(tmp_path: Path, name: str) -> None:
+    # is_file() would pass over a FIFO (a config silently ignored, or "has no tokenizer.json");
+    # opening one to read would block until a writer comes
+    folder = byte_level_dir(tmp_path)
+    (folder / name).unlink(missing_ok=True)
+    os.mkfifo(folder / name)
+    with pytest.raises(TokenizerError, match=rf"{name}: {name} file is a named pipe \(FIFO\), not a regular file"):
+        load_hf_tokenizer(folder)
+
+
+def test_a_tokenizer_config_linked_to_dev_zero_is_not_read(tmp_path: Path) -> None:
+    folder = byte_level_dir(tmp_path)
+    (folder / "tokenizer_config.json").unlink()
+    (folder / "tokenizer_config.json").symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(TokenizerError, match=r"tokenizer_config.json file is a character device, not a regular file"):
+        load_hf_tokenizer(folder)
+
+
 @pytest.mark.parametrize(
     ("file", "content", "message"),
     [
@@ -145,3 +165,14 @@ def test_a_named_template_list_picks_the_default(tmp_path: Path) -> None:
     folder = byte_level_dir(tmp_path)
     edit_json(folder / "tokenizer_config.json", chat_template=[{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}])
     assert load_hf_tokenizer(folder).chat_template == "D"
+
+
+def test_a_post_processor_naming_a_missing_token_is_an_error_not_a_panic(tmp_path: Path) -> None:
+    # found by the fuzz suite: the tokenizers library panics (PanicException, a BaseException
+    # that `except Exception` lets through) when its post-processor needs a token the vocab lacks.
+    folder = byte_level_dir(tmp_path)
+    processor = {"type": "TemplateProcessing", "pair": [], "special_tokens": {},
+                 "single": [{"SpecialToken": {"id": "<nope>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]}
+    edit_json(folder / "tokenizer.json", post_processor=processor)
+    with pytest.raises(TokenizerError, match=r"tokenizer.json: the tokenizers package failed on it \(PanicException: .*no entry found for key"):
+        load_hf_tokenizer(folder)

@@ -13,7 +13,7 @@ import pytest
 from tokenizer_testdata import TOK512_MODEL, ref_path
 
 from llamanuts.common.errors import TokenizerError
-from llamanuts.tokenizer import MAX_TOKENIZER_BYTES, SentencePieceTokenizer, load_tokenizer
+from llamanuts.tokenizer import MAX_TOKENIZER_BYTES, Llama2cTokenizer, SentencePieceTokenizer, TiktokenTokenizer, load_tokenizer
 
 
 def _corrupt(tmp_path: Path, data: bytes, offset: int, value: int) -> Path:
@@ -74,3 +74,31 @@ def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
         file.truncate(MAX_TOKENIZER_BYTES + 1)  # sparse: no disk used, nothing read
     with pytest.raises(TokenizerError, match=f"is {MAX_TOKENIZER_BYTES + 1} bytes, more than the limit"):
         load_tokenizer(path)
+
+
+# TiktokenTokenizer and Llama2cTokenizer constructed from a path read it with the same bounds as
+# load_tokenizer (before, Path.read_bytes() read /dev/zero until memory ran out, and waited on a FIFO).
+_BY_PATH = [(TiktokenTokenizer, "tiktoken ranks file"), (Llama2cTokenizer, "llama2.c tokenizer file")]
+
+
+@pytest.mark.parametrize(("kind", "what"), _BY_PATH)
+def test_a_tokenizer_by_path_refuses_dev_zero(kind: type, what: str) -> None:
+    with pytest.raises(TokenizerError, match=f"/dev/zero: {what} is a character device, not a regular file"):
+        kind("/dev/zero")
+
+
+@pytest.mark.parametrize(("kind", "what"), _BY_PATH)
+def test_a_tokenizer_by_path_refuses_a_fifo_without_waiting(tmp_path: Path, kind: type, what: str) -> None:
+    fifo = tmp_path / "tokenizer"
+    os.mkfifo(fifo)
+    with pytest.raises(TokenizerError, match=rf"{what} is a named pipe \(FIFO\)"):
+        kind(fifo)
+
+
+@pytest.mark.parametrize(("kind", "what"), _BY_PATH)
+def test_a_tokenizer_by_path_refuses_an_oversized_file_before_reading(tmp_path: Path, kind: type, what: str) -> None:
+    path = tmp_path / "tokenizer"
+    with open(path, "wb") as file:
+        file.truncate(MAX_TOKENIZER_BYTES + 1)  # sparse
+    with pytest.raises(TokenizerError, match=f"{what} is {MAX_TOKENIZER_BYTES + 1} bytes, more than the limit"):
+        kind(path)

@@ -76,3 +76,14 @@ def test_out_of_range_id_raises_index_error(tokenizer: Tokenizer, method: str) -
 def test_piece_to_id_rejects_an_unknown_piece(tokenizer: Tokenizer) -> None:
     with pytest.raises(KeyError, match="not in the vocab"):
         tokenizer.piece_to_id("definitely-not-a-piece-of-any-vocab")
+
+
+def test_text_that_is_not_valid_unicode_is_a_clear_error(tokenizer: Tokenizer) -> None:
+    # b"caf\xe9" (Latin-1) read as UTF-8 with surrogateescape, as Python reads a command line
+    from llamanuts.tokenizer import InvalidTextError
+
+    text = b"caf\xe9 au lait".decode("utf-8", errors="surrogateescape")
+    with pytest.raises(InvalidTextError, match=r"not valid Unicode: a lone surrogate \(U\+DCE9\) at character 3"):
+        tokenizer.encode(text)
+    with pytest.raises(InvalidTextError, match=r"a lone surrogate \(U\+D800\)"):
+        tokenizer.encode("\ud800", bos=True)
