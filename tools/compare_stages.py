@@ -66,6 +66,7 @@ STAGE_OF = {
     "ffn_norm": 16,
     "ffn_w1_silu": 17,
     "ffn_w3": 17,
+    "ffn_hidden": 17,
     "ffn_out": 17,
     "out": 18,
     "norm": 19,

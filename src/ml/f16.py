@@ -20,6 +20,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from . import simd
+from .gemm_f32 import TASK_ROWS, tile_rows
 
 
 @intrinsic
@@ -59,6 +60,21 @@ def dequantize_serial(src, dst):  # type: ignore[no-untyped-def]
 def dequantize_parallel(src, dst):  # type: ignore[no-untyped-def]
     for r in prange(src.shape[0]):
         _dequantize_row(src[r], dst[r])
+
+# ---- GEMM (prefill): many rows of x, a tile of dequantized weight rows per task (gemm_f32.py) ----
+
+
+@njit(cache=True, parallel=True)
+def gemm_parallel(x, w, out):  # type: ignore[no-untyped-def]
+    """x float32 [n, k] @ w^T -> out float32 [n, m] (zeroed): each task dequantizes TASK_ROWS rows of w
+    with `_dequantize_row` (the weights `dequantize` gives) into a cache-sized float32 tile."""
+    m, k = w.shape[0], x.shape[1]
+    for task in prange((m + TASK_ROWS - 1) // TASK_ROWS):
+        j0 = task * TASK_ROWS
+        tile = np.empty((min(m, j0 + TASK_ROWS) - j0, k), dtype=np.float32)
+        for r in range(tile.shape[0]):
+            _dequantize_row(w[j0 + r], tile[r])
+        tile_rows(x, tile, out, j0)
 
 
 # ---- GEMV: x [n, k] float32 times w [m, k] float16 -> out [n, m] ------------------------------------

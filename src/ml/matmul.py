@@ -8,8 +8,8 @@ LinearTransformation is where the time goes, so its kernels are chosen by shape 
   each weight once, and uses the CPU's bf16 dot-product instruction where it can; it is compute-bound;
 - float32 weights (llama2.c files): numpy's BLAS directly;
 - float16 and block-quantized weights (GGUF files): a matrix-vector kernel of their own for few rows,
-  and for many rows a block of rows dequantized at a time and handed to BLAS (quantized.py, with one
-  file per block type).
+  and for many rows cache-sized tiles of dequantized rows multiplied in registers (quantized.py and
+  gemm_f32.py, with one file per block type).
 """
 
 from __future__ import annotations

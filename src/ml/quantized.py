@@ -5,11 +5,16 @@ Each block type has a file of its own beside this one (q8_0.py, q4_0.py, q4_1.py
 f16.py) with four kernels of the same shapes:
     dequantize_serial / dequantize_parallel (src rows, dst float32 rows)
     gemv_serial / gemv_parallel (x float32 [n, k], w rows, out float32 [n, m])
+    gemm_parallel (x float32 [n, k], w rows, out float32 [n, m], zeroed)
 A quantized weight stays quantized in memory. LinearTransformation on one of them:
 - few rows of x (decode): the GEMV kernel reads the blocks where they lie, unpacks each block into
   float32 vector registers and accumulates; nothing builds a float copy of the matrix;
-- many rows (prefill): a block of weight rows at a time is dequantized into a bounded float32
-  scratch and the product of that block goes to numpy's BLAS, compute-bound and fast.
+- many rows (prefill): each thread dequantizes a tile of 16 weight rows at a time into a float32
+  tile that stays in the cache and multiplies every row of x by it in registers (gemm_f32.py):
+  each weight is read and widened once per call, and the work is compute-bound. The former path,
+  a block of 8 MB of weight rows dequantized at a time and handed to numpy's BLAS, stays as the
+  benchmarks' reference (LLAMANUTS_PREFILL_KERNEL=blas): it wrote and re-read every weight as
+  float32, and BLAS's threads and the kernels' threads fought over the cores of a busy machine.
 Both multiply exactly the weights `dequantize` gives (bit for bit gguf-py's values), so the result is
 the dequantized model's product up to the order of the float32 sums.
 """
@@ -17,21 +22,26 @@ the dequantized model's product up to the order of the float32 sums.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from ..common.errors import DTypeError, ShapeError
+from .gemm_bf16 import KERNEL_ENV
 from .dtype import DT_F16, DT_Q4_0, DT_Q4_1, DT_Q4_K, DT_Q6_K, DT_Q8_0, DataType
 
-GEMV_MAX_ROWS = 4  # up to this many rows of x use the GEMV kernel; more dequantize blocks for BLAS
+GEMV_MAX_ROWS = 4  # up to this many rows of x use the GEMV kernel; more use the prefill tiles
 # A GEMV of fewer weights than this stays on one thread: waking the second (passive) OpenMP worker
 # costs more than it saves on small matrices; the bf16 GEMV's rule (matmul.py), measured there. A
 # quantized weight costs more arithmetic than a bf16 one, so the rule is in weights, not bytes.
 PARALLEL_MIN_WEIGHTS = 1 << 20
 _DEQUANTIZE_PARALLEL_MIN = 1 << 16  # float32 values below which dequantizing stays on one thread
-SCRATCH_BYTES = 8 << 20  # the float32 weight rows dequantized at a time in the BLAS path
+SCRATCH_BYTES = 8 << 20  # the float32 weight rows dequantized at a time in the BLAS reference path
+# Below this many multiply-adds a product of many rows stays on the serial GEMV: a parallel launch
+# (tens of microseconds) would cost more than it saves (the bf16 prefill kernel's rule, gemm_bf16.py).
+GEMM_MIN_MACS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class BlockKernels:
     dequantize_parallel: Callable[..., None]
     gemv_serial: Callable[..., None]
     gemv_parallel: Callable[..., None]
+    gemm_parallel: Callable[..., None]
     rows: Callable[[np.ndarray], np.ndarray]
 
 
@@ -82,6 +93,7 @@ def kernels_for(dtype: DataType) -> BlockKernels:
             module.dequantize_parallel,
             module.gemv_serial,
             module.gemv_parallel,
+            module.gemm_parallel,
             _f16_rows if dtype is DT_F16 else _byte_rows,
         )
     return kernels
@@ -134,8 +146,23 @@ def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
             gemv = kernels.gemv_parallel if m * k >= PARALLEL_MIN_WEIGHTS else kernels.gemv_serial
             gemv(x2, rows, out)
         return out
-    # Blocks of weight rows produce blocks of output *columns*; the transposed product
-    # (w_block @ x^T) writes each block as contiguous rows, which BLAS needs (see matmul.py).
+    if n * m * k < GEMM_MIN_MACS:
+        out = np.empty((n, m), dtype=np.float32)
+        kernels.gemv_serial(x2, rows, out)
+        return out
+    if os.environ.get(KERNEL_ENV) == "blas":
+        return _linear_dequantize_blas(kernels, x2, rows)
+    out = np.zeros((n, m), dtype=np.float32)
+    kernels.gemm_parallel(x2, rows, out)
+    return out
+
+
+def _linear_dequantize_blas(kernels: BlockKernels, x2: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The reference path: blocks of weight rows dequantized into an 8 MB scratch, each block's product
+    by numpy's BLAS. Blocks of weight rows produce blocks of output *columns*; the transposed product
+    (w_block @ x^T) writes each block as contiguous rows, which BLAS needs."""
+    n, k = x2.shape
+    m = rows.shape[0]
     block = max(1, min(m, SCRATCH_BYTES // (4 * max(k, 1))))
     scratch = np.empty((block, k), dtype=np.float32)
     out_t = np.empty((m, n), dtype=np.float32)

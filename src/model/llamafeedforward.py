@@ -27,5 +27,7 @@ class LlamaFeedForward:
             infContext.recorder[f"layers.{self.layer_index}.ffn_w3"] = ffnUpX.numpy().copy()
         GLogger.DebugPrintf("Calling MultiplyElementwise for h %s and ffnUpX %s -> tensor h", h, ffnUpX)
         h = MultiplyElementwise(h, ffnUpX)
+        if infContext.recorder is not None:
+            infContext.recorder[f"layers.{self.layer_index}.ffn_hidden"] = h.numpy().copy()  # what w2 reads
         GLogger.DebugPrintf("Calling LinearTransformation for h %s and LlamaFeedForward.ffn_down (w2) weights %s -> tensor output", h, self.ffn_down)
         return LinearTransformation(h, self.ffn_down)

@@ -66,7 +66,7 @@ def kjv() -> Path:
 
 def test_a_configuration_against_itself_is_exactly_equal(kjv: Path) -> None:
     rows = _runs(kjv, "dtype=bf16", "dtype=bf16")
-    assert len(rows) == 2 + 15 * 6 + 2  # embedding, freqs_cis; 15 tensors per layer; norm, logits
+    assert len(rows) == 2 + 16 * 6 + 2  # embedding, freqs_cis; 16 tensors per layer; norm, logits
     assert all(r.max_abs == 0 and r.rel_error == 0 and r.cosine == 1.0 for r in rows)
 
 
@@ -102,7 +102,7 @@ def test_command_line_prints_the_table_and_draws_the_plot(tmp_path: Path) -> Non
     header = next(i for i, line in enumerate(lines) if "max |a-b|" in line)
     assert "rel. error" in lines[header] and "cosine" in lines[header]
     layer_rows = [line for line in lines if line.split()[1:2] == ["0"]]
-    assert len(layer_rows) == 15  # --layers 0: only layer 0 of the blocks
+    assert len(layer_rows) == 16  # --layers 0: only layer 0 of the blocks (16 recorded tensors)
     assert sum(line.startswith("next token") for line in lines) == 2
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for line in layer_rows:

