@@ -118,8 +118,17 @@ _DTYPES = ["F64", "I8", "U8", "BOOL", "F8_E4M3", "X", "", 5, None, "bf16", "F16"
 _OFFSET_CHANGES = ["+1 both", "swap", "end+1", "huge", "negative", "one", "three", "floats", "null", "strings", "shift-all"]
 
 
+def _well_formed(entry: Any) -> bool:
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    return isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+
+
 def _mutate_entry(rng: random.Random, header: dict[str, Any]) -> str:
-    names = [n for n in header if n != "__metadata__"]
+    # Only entries an earlier mutation of this case left whole: a second mutation must not trip
+    # over the first (an entry made null, or its offsets made strings).
+    names = [n for n in header if n != "__metadata__" and _well_formed(header[n])]
+    if not names:
+        return "no whole entry left to mutate"
     name = rng.choice(names)
     entry = header[name]
     part = rng.choice(["dtype", "shape", "shape", "offsets", "offsets", "keys", "entry"])

@@ -495,9 +495,8 @@ class JinjaChatTemplate(ChatTemplate):
             return names.get(id) or tokenizer.id_to_piece(id)
 
         extra = {"unk_token": text_of(tokenizer.unk_id)} if getattr(tokenizer, "unk_id", None) is not None else {}
-        path = str(getattr(tokenizer, "path", ""))
-        if getattr(tokenizer, "kind", "") == "huggingface" and path:
-            path = path.rsplit("/", 1)[0]  # tokenizer.json; the template is beside it (its config or .jinja file)
+        # Hugging Face's tokenizer knows which file beside tokenizer.json held it (.jinja or config)
+        path = str(getattr(tokenizer, "chat_template_path", None) or getattr(tokenizer, "path", ""))
         origin = f"the chat template of {path}" if path else "the model's chat template"
         return cls(template, text_of(tokenizer.bos_id), text_of(tokenizer.eos_id), tokenizer.special_tokens, extra, origin)
 

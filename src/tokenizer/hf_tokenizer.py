@@ -142,6 +142,8 @@ class HFTokenizer(Tokenizer):
         self.chat_template = (
             chat_template if chat_template is not None else _config_chat_template(Path(path).parent / TOKENIZER_CONFIG, config)
         )
+        # The file the template came from, for the messages of a template that fails to render.
+        self.chat_template_path = Path(path).parent / (CHAT_TEMPLATE_FILE if chat_template is not None else TOKENIZER_CONFIG)
 
         added = self._tokenizer.get_added_tokens_decoder()
         self._special_ids = {id for id, token in added.items() if token.special}

@@ -19,6 +19,7 @@ from tools import fuzz
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_META = REPO / "tests" / "fixtures" / "loader" / "tiny_meta"
+TINY_HF = REPO / "tests" / "fixtures" / "hf" / "tiny-llama2-hf"
 STORIES = fuzz.SHARED_REFS / "stories260K.bin"
 TOK512 = fuzz.SHARED_REFS / "tok512.model"
 
@@ -52,6 +53,21 @@ def _cases(tmp_path: Path) -> list[tuple[str, list[str], set[int]]]:
         else:
             model = _meta_copy(tmp_path, f"sp{index}")
             cases.append((f"fuzz tokenizer case {index}", ["--model", str(model), "--tokenizer", str(path)], {0, 2}))
+    # the newer formats: a GGUF file, a Hugging Face directory (its weights, its other files), and
+    # a chat template that would loop 10^10 times, rendered by --chat
+    for name, index in (("gguf", 4), ("safetensors", 2), ("hf-directory", 6)):
+        case = tmp_path / f"{name}{index}"
+        case.mkdir()
+        seeds = tmp_path / f"{name}-seeds"
+        seeds.mkdir()
+        material = fuzz.FORMATS[name].prepare(seeds)
+        path, description = fuzz.FORMATS[name].mutate(fuzz.case_rng(13, name, index), material, case)
+        cases.append((f"fuzz {name} case {index}: {description}", ["--model", str(path)], {0, 2}))
+    endless = tmp_path / "endless-template"
+    shutil.copytree(TINY_HF, endless)
+    (endless / "chat_template.jinja").write_text(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", encoding="utf-8")
+    cases.append(("a chat template of 10^10 steps, --chat", ["--model", str(endless), "--chat"], {2}))
     if STORIES.is_file() and TOK512.is_file():
         header = bytearray(STORIES.read_bytes())
         struct.pack_into("<i", header, 8, 2**31 - 1)  # n_layers

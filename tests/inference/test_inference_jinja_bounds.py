@@ -180,3 +180,4 @@ def test_a_template_from_a_tokenizer_is_named_by_its_file() -> None:
     )
     with pytest.raises(LlamaError, match=r"^the chat template of /models/hostile.gguf did not finish"):
         JinjaChatTemplate.from_tokenizer(tokenizer).Render(HI)
+

@@ -16,7 +16,8 @@ import pytest
 
 from corpus_testdata import corpus
 from hf_testdata import CHATML_TEMPLATE, LLAMA2_TEMPLATE, byte_level_dir, sentencepiece_style_dir, transformers_tokenizer
-from llamanuts.common import TokenizerError
+from llamanuts.common import LlamaError, TokenizerError
+from llamanuts.inference.prompt import ChatMessage, JinjaChatTemplate
 from llamanuts.tokenizer import HFTokenizer, InvalidTextError, load_hf_tokenizer
 from tokenizer_testdata import VARIED_TEXTS
 
@@ -176,3 +177,16 @@ def test_a_post_processor_naming_a_missing_token_is_an_error_not_a_panic(tmp_pat
     edit_json(folder / "tokenizer.json", post_processor=processor)
     with pytest.raises(TokenizerError, match=r"tokenizer.json: the tokenizers package failed on it \(PanicException: .*no entry found for key"):
         load_hf_tokenizer(folder)
+
+
+@pytest.mark.parametrize("where", ["chat_template.jinja", "tokenizer_config.json"])
+def test_a_template_that_fails_is_named_by_the_file_that_holds_it(tmp_path: Path, where: str) -> None:
+    # not just the directory: a model folder may hold both files, and the .jinja one wins
+    folder = byte_level_dir(tmp_path)
+    endless = "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}"
+    if where == "chat_template.jinja":
+        (folder / where).write_text(endless, encoding="utf-8")
+    else:
+        edit_json(folder / where, chat_template=endless)
+    with pytest.raises(LlamaError, match=rf"^the chat template of {folder / where} did not finish"):
+        JinjaChatTemplate.from_tokenizer(load_hf_tokenizer(folder)).Render([ChatMessage("user", "hi")])
