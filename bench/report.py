@@ -214,7 +214,7 @@ def side_by_side_rows(results: list[dict[str, Any]]) -> list[str]:
 
 def roofline_rows(results: list[dict[str, Any]]) -> list[str]:
     rows = [
-        "| shape | dtype | decode tok/s | roofline tok/s | roofline fraction | bandwidth GB/s | MB/token | ms/token | us/layer | CPU us/layer | prefill tok/s (32) | PyTorch f32 decode | PyTorch f32 prefill |",
+        "| shape | dtype | decode tok/s | roofline tok/s | roofline fraction | bandwidth GB/s | MB/token | ms/token | us/layer | CPU us/layer | prefill tok/s | PyTorch f32 decode | PyTorch f32 prefill |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -381,7 +381,7 @@ def render(
             "- **us/layer**: ms/token divided by the layers: on the fixed-cost shape, the fixed cost of a layer."
             " **CPU us/layer**: the same from the main thread's CPU time, which leaves out the time it waited"
             " (for a core, or for the other threads): the Python side of a step, steady on a busy machine.",
-            "- **prefill**: a 32-token prompt in one Forward call. **PyTorch**: the independent reference in"
+            "- **prefill**: a 32-token prompt in one Forward call (64 tokens on the SmolLM2 Q4_1 rows, as llama-bench's pp64). **PyTorch**: the independent reference in"
             " `tools/reference_llama.py`, eager mode, same weights, same threads, float32.",
             "",
             *roofline_rows(results),
