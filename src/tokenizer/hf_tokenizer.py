@@ -203,16 +203,7 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: list[int]) -> str:
         """The text, control tokens left out; the dummy-prefix space of the first piece dropped
         when the decoder does that (as Hugging Face's decode does)."""
-        out = bytearray()
-        first = True
-        for id in ids:
-            data = self.piece_bytes(id)
-            if first and data:
-                first = False
-                if self.rules.strips_leading_space and data.startswith(b" "):
-                    data = data[1:]
-            out += data
-        return out.decode("utf-8", errors="replace")
+        return self.join_pieces(ids, drop_first_space=self.rules.strips_leading_space)
 
     def id_to_piece(self, id: int) -> str:
         piece = self._tokenizer.id_to_token(self.check_id(id))

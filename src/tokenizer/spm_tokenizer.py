@@ -153,16 +153,7 @@ class SPMTokenizer(Tokenizer):
 
     def decode(self, ids: list[int]) -> str:
         """The text; like SentencePiece, without the dummy-prefix space the first piece carries."""
-        out = bytearray()
-        first = True
-        for id in ids:
-            data = self.piece_bytes(id)
-            if first and data:
-                first = False
-                if self.add_space_prefix and data.startswith(b" "):
-                    data = data[1:]
-            out += data
-        return out.decode("utf-8", errors="replace")
+        return self.join_pieces(ids, drop_first_space=self.add_space_prefix)
 
     def piece_bytes(self, id: int) -> bytes:
         return self._bytes[self.check_id(id)]

@@ -159,6 +159,20 @@ class Tokenizer(ABC):
             raise IndexError(f"token id {id!r} is out of range [0, {self.vocab_size})")
         return id
 
+    def join_pieces(self, ids: list[int], drop_first_space: bool) -> str:
+        """`decode` for vocabs whose text is `piece_bytes` joined: the first non-empty piece loses
+        its leading space when `drop_first_space` (SentencePiece's dummy prefix)."""
+        out = bytearray()
+        first = True
+        for id in ids:
+            data = self.piece_bytes(id)
+            if first and data:
+                first = False
+                if drop_first_space and data.startswith(b" "):
+                    data = data[1:]
+            out += data
+        return out.decode("utf-8", errors="replace")
+
     def output_bytes(self, prev_id: int | None, id: int) -> bytes:
         """`piece_bytes(id)`, minus the leading space when `id` is the first piece after BOS.
 
