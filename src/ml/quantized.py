@@ -8,6 +8,10 @@ f16.py) with these kernels, of the same shapes in every file:
     gemm_parallel (x float32 [n, k], w rows, out float32 [n, m], zeroed)
     gemv_many_serial / gemv_many_parallel (x, a tuple of matrices' rows, a tuple of outs): the
         matrices that read the same x (wq, wk, wv; w1, w3) in one launch (rowstack.py)
+Only `_block_values` / `_dequantize_row` / `_dot_row` differ between the files; the loops around them
+are written out in each on purpose: Numba caches a kernel only when the functions it calls are
+module globals, and one generic kernel taking the dtype's row function as an argument compiled
+afresh in every process (measured: cache misses on every run, about 2 s of compiling at start-up).
 A quantized weight stays quantized in memory. LinearTransformation on one of them:
 - few rows of x (decode): the GEMV kernel reads the blocks where they lie, unpacks each block into
   float32 vector registers and accumulates; nothing builds a float copy of the matrix;
