@@ -226,6 +226,18 @@ def _store_row2(out, i, j, nc, a0, a1):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _store_tile4x2(out, i, nr, j, nc, a00, a01, a10, a11, a20, a21, a30, a31):  # type: ignore[no-untyped-def]
+    """out[i + r, j + c] += the sum of the lanes of a_rc, for r < nr and c < nc (a 4 x 2 tile)."""
+    _store_row2(out, i, j, nc, a00, a01)
+    if nr > 1:
+        _store_row2(out, i + 1, j, nc, a10, a11)
+    if nr > 2:
+        _store_row2(out, i + 2, j, nc, a20, a21)
+    if nr > 3:
+        _store_row2(out, i + 3, j, nc, a30, a31)
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _tile_fma_4x4(xe, xo, i, nr, w, j, nc, k0, k1, out):  # type: ignore[no-untyped-def]
     """out[i:i+nr, j:j+nc] += x[i:i+nr, k0:k1] @ w[j:j+nc, k0:k1]^T, nr and nc at most 4 (16 lanes).
 
@@ -286,13 +298,7 @@ def _tile_fma_4x2(xe, xo, i, nr, w, j, nc, k0, k1, out):  # type: ignore[no-unty
         a20 = fma(fma(a20, xe_, e0), xo_, o0); a21 = fma(fma(a21, xe_, e1), xo_, o1)  # noqa: E702
         xe_, xo_ = load_f32(xe, x3, h, L), load_f32(xo, x3, h, L)
         a30 = fma(fma(a30, xe_, e0), xo_, o0); a31 = fma(fma(a31, xe_, e1), xo_, o1)  # noqa: E702
-    _store_row2(out, i, j, nc, a00, a01)
-    if nr > 1:
-        _store_row2(out, i + 1, j, nc, a10, a11)
-    if nr > 2:
-        _store_row2(out, i + 2, j, nc, a20, a21)
-    if nr > 3:
-        _store_row2(out, i + 3, j, nc, a30, a31)
+    _store_tile4x2(out, i, nr, j, nc, a00, a01, a10, a11, a20, a21, a30, a31)
 
 
 @njit(cache=True, fastmath=True, inline="always")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .gemm_bf16 import _FMA_COLS, _FMA_LANES, _K_BLOCK, _store_row2, _store_tile4x4
+from .gemm_bf16 import _FMA_COLS, _FMA_LANES, _K_BLOCK, _store_tile4x2, _store_tile4x4
 from .simd_bf16 import fma, load_f32, vzeros
 
 TASK_ROWS = 16  # weight rows per parallel task: 16 x k float32 (36-96 KB for k = 576-1536) stay in L2
@@ -74,13 +74,7 @@ def _tile_4x2(x, i, nr, w, j, nc, k0, k1, out, col):  # type: ignore[no-untyped-
         a20 = fma(a20, p, b0); a21 = fma(a21, p, b1)  # noqa: E702
         p = load_f32(x, x3, t, L)
         a30 = fma(a30, p, b0); a31 = fma(a31, p, b1)  # noqa: E702
-    _store_row2(out, i, col + j, nc, a00, a01)
-    if nr > 1:
-        _store_row2(out, i + 1, col + j, nc, a10, a11)
-    if nr > 2:
-        _store_row2(out, i + 2, col + j, nc, a20, a21)
-    if nr > 3:
-        _store_row2(out, i + 3, col + j, nc, a30, a31)
+    _store_tile4x2(out, i, nr, col + j, nc, a00, a01, a10, a11, a20, a21, a30, a31)
 
 
 # Not inlined: the dtype kernels that call it compile without fastmath (their dequantization must
