@@ -2,10 +2,10 @@
 
 LinearTransformation is where the time goes, so its kernels are chosen by shape behind one interface:
 - few rows of x (decode: one token) and bf16 or float32 weights: one matrix-vector kernel call that
-  widens a bf16 x, reads each weight once (bf16 as uint16, widened in a register by a shift +
-  bitcast; or float32), accumulates in float32 and writes the result in x's dtype; it is
-  memory-bound, so reading 2 bytes per weight instead of 4 is the whole game, and the threads join
-  only for a big matrix (a wake-up costs microseconds). LinearTransformations streams several
+  reads each weight once (bf16 as uint16: multiplied by the CPU's bf16 dot-product instruction, or
+  widened in a register by a shift; or float32; gemv_dot.py), accumulates in float32 and writes the
+  result in x's dtype; it is memory-bound, so reading 2 bytes per weight instead of 4 is the whole
+  game, and the threads join only for a big matrix (a wake-up costs microseconds). LinearTransformations streams several
   matrices that read the same x in one call;
 - many rows (prefill) and bf16 weights: a register-tiled matrix kernel (gemm_bf16.py) that also reads
   each weight once, and uses the CPU's bf16 dot-product instruction where it can; it is compute-bound;
@@ -24,7 +24,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..common.errors import DTypeError, ShapeError
-from .bfloat16 import as_f32, as_storage, bf16_bits_to_float32, float32_to_bf16_bits, rows_as_f32
+from .bfloat16 import as_storage, bf16_bits_to_float32, float32_to_bf16_bits
+from .gemv_dot import dot_row, prepare_rows
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
 from .gemm_bf16 import linear_bf16_weights_many_rows
@@ -50,66 +51,64 @@ _FAST = {"reassoc", "contract"}
 # ---- kernels --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, fastmath=_FAST, inline="always")
-def _dot_row(xf, i, w, j):  # type: ignore[no-untyped-def]
-    # as_f32 is resolved per weight dtype when the kernel compiles: a shift for bf16, nothing for f32
-    acc = np.float32(0.0)
-    for t in range(xf.shape[1]):
-        acc += xf[i, t] * as_f32(w[j, t])
-    return acc
-
-
 @njit(cache=True, fastmath=_FAST)
 def _gemv(x, w, out):  # type: ignore[no-untyped-def]
     # out [n, m] = x [n, k] . w [m, k]^T for a few rows of x: every weight row is read once, from
-    # memory, and meets the n rows of x, which stay in the L1 cache
-    xf = rows_as_f32(x)
+    # memory, and meets the n rows of x, which stay in the L1 cache (gemv_dot.py: the dot products)
+    xp = prepare_rows(x, w)
     for j in range(w.shape[0]):
-        for i in range(xf.shape[0]):
-            out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
+        for i in range(x.shape[0]):
+            out[i, j] = as_storage(out, dot_row(xp, i, w, j))
 
 
 @njit(cache=True, fastmath=_FAST, parallel=True)
 def _gemv_parallel(x, w, out):  # type: ignore[no-untyped-def]
     # the same, with the weight rows split into one contiguous block per thread (prange's static
     # schedule), so each thread streams its own part of the matrix
-    xf = rows_as_f32(x)
+    xp = prepare_rows(x, w)
     for j in prange(w.shape[0]):
-        for i in range(xf.shape[0]):
-            out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
+        for i in range(x.shape[0]):
+            out[i, j] = as_storage(out, dot_row(xp, i, w, j))
 
 
 @njit(cache=True, fastmath=_FAST)
 def _gemv_many(x, ws, outs):  # type: ignore[no-untyped-def]
     # several matrices that read the same x (wq, wk, wv; w1, w3): outs[k] = x . ws[k]^T
-    xf = rows_as_f32(x)
+    xp = prepare_rows(x, ws[0])
     for k in range(len(ws)):
         w, out = ws[k], outs[k]
         for j in range(w.shape[0]):
-            for i in range(xf.shape[0]):
-                out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
+            for i in range(x.shape[0]):
+                out[i, j] = as_storage(out, dot_row(xp, i, w, j))
 
 
 @njit(cache=True, fastmath=_FAST, parallel=True)
 def _gemv_many_parallel(x, ws, outs):  # type: ignore[no-untyped-def]
     # the same in one parallel launch: the rows of all the matrices, stacked, split over the threads
-    xf = rows_as_f32(x)
+    xp = prepare_rows(x, ws[0])
     for r in prange(stacked_rows(ws)):
         k, j = locate_row(ws, r)
         w, out = ws[k], outs[k]
-        for i in range(xf.shape[0]):
-            out[i, j] = as_storage(out, _dot_row(xf, i, w, j))
+        for i in range(x.shape[0]):
+            out[i, j] = as_storage(out, dot_row(xp, i, w, j))
 
 
 def gemv(x2: np.ndarray, w: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
     """x2 [n, k] (float32, or bf16 bits) . w [m, k]^T (float32, or bf16 bits) -> [n, m] of out_dtype
     (float32, or bf16 bits rounded once), accumulated in float32; for n <= GEMV_MAX_ROWS."""
+    x2, w = _unit_stride_rows(x2), _unit_stride_rows(w)
     out = np.empty((x2.shape[0], w.shape[0]), out_dtype)
     if w.nbytes >= _PARALLEL_MIN_BYTES:
         _gemv_parallel(x2, w, out)
     else:
         _gemv(x2, w, out)
     return out
+
+
+def _unit_stride_rows(a: np.ndarray) -> np.ndarray:
+    """a, or a copy whose rows are contiguous: the vector loads read consecutive elements of a row
+    (the weights and activations are so already; a strided view would be copied)."""
+    return a if a.strides[-1] == a.itemsize or a.shape[-1] <= 1 else np.ascontiguousarray(a)
 
 
 def _gemv_takes(rows: int, k: int, wd: object) -> bool:
@@ -201,12 +200,13 @@ def LinearTransformations(x: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
         if xd is DT_BF16:
             return [Tensor.wrap(float32_to_bf16_bits(out), DT_BF16) for out in outs_f32]
         return [Tensor.wrap(out, DT_F32) for out in outs_f32]
-    ws = tuple(w.data for w in weights)
+    ws = tuple(_unit_stride_rows(w.data) for w in weights)
+    x2 = _unit_stride_rows(x.data)
     outs = tuple(np.empty((x.shape[0], w.shape[0]), x.data.dtype) for w in ws)
     if sum(w.nbytes for w in ws) >= _PARALLEL_MIN_BYTES:
-        _gemv_many_parallel(x.data, ws, outs)
+        _gemv_many_parallel(x2, ws, outs)
     else:
-        _gemv_many(x.data, ws, outs)
+        _gemv_many(x2, ws, outs)
     return [Tensor.wrap(out, xd) for out in outs]
 
 

@@ -118,6 +118,38 @@ def test_linear_matrix_vector_kernels_with_bf16_weights(rows, gemv_kernel):
     assert_bf16_within_one_ulp(got_b.data, bf16_bits_to_f64_ref(xb) @ bf16_bits_to_f64_ref(w).T)
 
 
+# The decode dot products (gemv_dot.py) work on runs of 32 bf16 (16 float32) in vector registers, two
+# runs per step, and sum the last k % 32 elements one at a time: these k cover no run, one run, an
+# odd number of runs, and every kind of tail.
+DOT_LENGTHS = [1, 7, 16, 31, 32, 33, 48, 63, 64, 65, 96, 100, 288, 576]
+
+
+@pytest.mark.parametrize("k", DOT_LENGTHS)
+def test_linear_matrix_vector_dot_products_cover_every_length(k, gemv_kernel):
+    rng = np.random.default_rng(900 + k)
+    w_bf16 = random_bf16_bits(rng, (19, k), -0.5, 0.5)
+    x_f32 = random_f32(rng, (1, k))
+    x_bf16 = random_bf16_bits(rng, (1, k), -2.0, 2.0)
+    w_f32 = random_f32(rng, (19, k))
+    got = ml.LinearTransformation(bf16(x_bf16), bf16(w_bf16))
+    assert_bf16_within_one_ulp(got.data, bf16_bits_to_f64_ref(x_bf16) @ bf16_bits_to_f64_ref(w_bf16).T)
+    got = ml.LinearTransformation(f32(x_f32), bf16(w_bf16))
+    assert_f32_product_close(got.data, x_f32.astype(np.float64), bf16_bits_to_f64_ref(w_bf16).T)
+    got = ml.LinearTransformation(f32(x_f32), f32(w_f32))
+    assert_f32_product_close(got.data, x_f32.astype(np.float64), w_f32.astype(np.float64).T)
+
+
+def test_linear_matrix_vector_kernel_reads_a_strided_x_correctly():
+    # the vector loads need consecutive elements in a row; a column of a wider array is copied first
+    rng = np.random.default_rng(990)
+    wide = random_f32(rng, (96, 3))
+    x = Tensor.wrap(wide[:, 1:2].T, DT_F32)  # [1, 96] whose elements are 3 floats apart (a view)
+    assert x.data.strides[-1] == 12
+    w = random_f32(rng, (10, 96))  # (float32 weights: their dot product loads x as it is)
+    got = ml.LinearTransformation(x, f32(w))
+    assert_f32_product_close(got.data, wide[:, 1:2].T.astype(np.float64), w.astype(np.float64).T)
+
+
 @pytest.mark.parametrize("rows, k, kernel", [(1, 4608, "gemv"), (2, 1536, "gemv"), (4, 1024, "gemv"), (2, 2304, "tiled"), (4, 1152, "tiled")])
 def test_linear_bf16_weights_few_rows_of_a_wide_x_take_the_prefill_kernel(rows, k, kernel, monkeypatch):
     # 2 to 4 rows stay with the GEMV only while they fit in 16 KB of float32 (the L1 cache); wider,
