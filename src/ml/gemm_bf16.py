@@ -39,6 +39,7 @@ from numba import njit, prange
 
 from ..common.errors import LlamaError
 from .bfloat16 import bf16_bits_to_float32, bf16_to_f32
+from .threads import parallel_ok
 from .simd_bf16 import (
     add_quarter_to_row,
     dot_bf16_pairs,
@@ -366,7 +367,7 @@ def linear_bf16_weights_many_rows(x2: np.ndarray, w: np.ndarray, kernel: str | N
     x2, w = np.ascontiguousarray(x2), np.ascontiguousarray(w)
     n, k = x2.shape
     m = w.shape[0]
-    parallel = n * m * k >= _PARALLEL_MIN_MACS
+    parallel = n * m * k >= _PARALLEL_MIN_MACS and parallel_ok()
     if choice == "blas":
         return _linear_widen_blas(x2 if x2.dtype == np.float32 else bf16_bits_to_float32(x2), w)
     out = np.zeros((n, m), dtype=np.float32)

@@ -25,13 +25,14 @@ from numba import njit, prange
 
 from ..common.errors import DTypeError, ShapeError
 from .bfloat16 import as_storage, bf16_bits_to_float32, float32_to_bf16_bits
-from .gemv_dot import dot_row, prepare_rows
 from .checks import broadcast_shape, require_dtype, require_same_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32
 from .gemm_bf16 import linear_bf16_weights_many_rows
+from .gemv_dot import dot_row, prepare_rows
 from .quantized import BLOCK_DTYPES, linear as _linear_block_weights, linear_many as _linear_many_block_weights
 from .rowstack import locate_row, stacked_rows
 from .tensor import Tensor, format_dims
+from .threads import parallel_ok
 
 _WEIGHT_DTYPES = (DT_F32, DT_BF16, *BLOCK_DTYPES)
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the matrix-vector kernel; more go to the prefill kernels
@@ -98,7 +99,7 @@ def gemv(x2: np.ndarray, w: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
     (float32, or bf16 bits rounded once), accumulated in float32; for n <= GEMV_MAX_ROWS."""
     x2, w = _unit_stride_rows(x2), _unit_stride_rows(w)
     out = np.empty((x2.shape[0], w.shape[0]), out_dtype)
-    if w.nbytes >= _PARALLEL_MIN_BYTES:
+    if w.nbytes >= _PARALLEL_MIN_BYTES and parallel_ok():
         _gemv_parallel(x2, w, out)
     else:
         _gemv(x2, w, out)
@@ -203,7 +204,7 @@ def LinearTransformations(x: Tensor, weights: Sequence[Tensor]) -> list[Tensor]:
     ws = tuple(_unit_stride_rows(w.data) for w in weights)
     x2 = _unit_stride_rows(x.data)
     outs = tuple(np.empty((x.shape[0], w.shape[0]), x.data.dtype) for w in ws)
-    if sum(w.nbytes for w in ws) >= _PARALLEL_MIN_BYTES:
+    if sum(w.nbytes for w in ws) >= _PARALLEL_MIN_BYTES and parallel_ok():
         _gemv_many_parallel(x2, ws, outs)
     else:
         _gemv_many(x2, ws, outs)

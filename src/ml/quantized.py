@@ -37,6 +37,7 @@ import numpy as np
 from ..common.errors import DTypeError, ShapeError
 from .gemm_bf16 import KERNEL_ENV
 from .dtype import DT_F16, DT_Q4_0, DT_Q4_1, DT_Q4_K, DT_Q6_K, DT_Q8_0, DataType
+from .threads import parallel_ok
 
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the GEMV kernel; more use the prefill tiles
 # A GEMV of fewer weights than this stays on one thread: waking the second (passive) OpenMP worker
@@ -122,7 +123,7 @@ def _values_per_row(dtype: DataType, rows: np.ndarray) -> int:
 
 def dequantize_rows_into(kernels: BlockKernels, rows: np.ndarray, out: np.ndarray) -> None:
     """Dequantize the 2-D storage `rows` into the float32 array `out` [rows, values] (no checks)."""
-    if out.size >= _DEQUANTIZE_PARALLEL_MIN:
+    if out.size >= _DEQUANTIZE_PARALLEL_MIN and parallel_ok():
         kernels.dequantize_parallel(rows, out)
     elif out.size:
         kernels.dequantize_serial(rows, out)
@@ -153,7 +154,7 @@ def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
     if n <= GEMV_MAX_ROWS:
         out = np.empty((n, m), dtype=np.float32)
         if n:
-            gemv = kernels.gemv_parallel if m * k >= PARALLEL_MIN_WEIGHTS else kernels.gemv_serial
+            gemv = kernels.gemv_parallel if m * k >= PARALLEL_MIN_WEIGHTS and parallel_ok() else kernels.gemv_serial
             gemv(x2, rows, out)
         return out
     if n * m * k < GEMM_MIN_MACS:
@@ -163,6 +164,7 @@ def linear(x2: np.ndarray, dtype: DataType, w_data: np.ndarray) -> np.ndarray:
     if os.environ.get(KERNEL_ENV) == "blas":
         return _linear_dequantize_blas(kernels, x2, rows)
     out = np.zeros((n, m), dtype=np.float32)
+    parallel_ok()  # (sets the threads in force; with one, the tiles run one after the other)
     kernels.gemm_parallel(x2, rows, out)
     return out
 
@@ -200,7 +202,7 @@ def linear_many(x2: np.ndarray, dtype: DataType, w_datas: list[np.ndarray]) -> l
         # parallel ones. Not on their sum: SmolLM2's w1 and w3 are each below the threshold, and
         # measured together in one parallel launch (64 tok/s, busy machine) against both serial (71)
         biggest = k * max(r.shape[0] for r in rows)
-        gemv_many = kernels.gemv_many_parallel if biggest >= PARALLEL_MIN_WEIGHTS else kernels.gemv_many_serial
+        gemv_many = kernels.gemv_many_parallel if biggest >= PARALLEL_MIN_WEIGHTS and parallel_ok() else kernels.gemv_many_serial
         gemv_many(x2, rows, outs)
     return list(outs)
 

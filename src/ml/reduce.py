@@ -16,6 +16,7 @@ from .bfloat16 import as_f32, f32_to_bf16
 from .checks import normalize_dim, require_dtype, require_tensor
 from .dtype import DT_BF16, DT_F32, DT_INT64
 from .tensor import Tensor
+from .threads import parallel_ok
 
 _PARALLEL_MIN = 1 << 15
 
@@ -133,7 +134,7 @@ def Softmax(t: Tensor, dim: int = -1) -> Tensor:
     rows, moved = _as_rows(t, d)
     out = np.empty(rows.shape, dtype=np.float32)
     if rows.size:
-        (_softmax_rows_parallel if rows.size >= _PARALLEL_MIN else _softmax_rows)(rows, out)
+        (_softmax_rows_parallel if rows.size >= _PARALLEL_MIN and parallel_ok() else _softmax_rows)(rows, out)
     out = out.reshape(moved)
     if d != t.ndim - 1:
         out = np.ascontiguousarray(np.moveaxis(out, -1, d))
