@@ -8,12 +8,12 @@ each of our threads has a core: when another process keeps a core busy, the thre
 its share of a launch spins while its partner waits for the core, and decode collapsed (110M shape:
 25 tok/s spinning on two threads against 66 sleeping, and 70-78 on one thread).
 
-So the kernels ask `parallel_ok()` before a parallel launch. Every 0.2 s it looks at how much CPU
+So the kernels ask `parallel_ok()` before a parallel launch. Every 0.1 s it looks at how much CPU
 time the other processes used on our cores since the last look (the kernel's counters in /proc/stat,
 minus this process's own CPU time) and keeps as many threads in force as there are cores left for
 us, at least one and at most the count set by SetThreads. With one thread in force the kernels take
 their serial versions, and the idle worker falls asleep after its spin. The look costs about 20 us
-five times a second; between looks it is one clock read. `LLAMANUTS_THREAD_WATCH=off` turns it off
+ten times a second; between looks it is one clock read. `LLAMANUTS_THREAD_WATCH=off` turns it off
 (the count set by SetThreads is then always used), for benchmarks of the policy itself; without
 /proc/stat (not Linux) it is off too.
 """
@@ -28,7 +28,11 @@ from typing import Callable
 import numba
 
 WATCH_ENV = "LLAMANUTS_THREAD_WATCH"
-WATCH_INTERVAL_S = 0.2  # how often the other processes' CPU use is looked at
+WATCH_INTERVAL_S = 0.1  # how often the other processes' CPU use is looked at
+# A look longer after the last one than this (the program sat idle between two tasks, waiting for
+# its user or for another program that has since finished) says little about now: the count goes
+# back to the requested one, and the next look, WATCH_INTERVAL_S later, decides.
+STALE_AFTER_S = 0.3
 _PROC_STAT = "/proc/stat"
 
 
@@ -38,7 +42,7 @@ def read_busy_ticks(cpus: frozenset[int], path: str = _PROC_STAT) -> int | None:
     (when the virtual CPU wanted to run and could not) do not count."""
     try:
         with open(path, "rb") as stat:
-            text = stat.read(1 << 20)
+            text = stat.read(1 << 16)  # (a few KB; the CPU lines come first)
     except OSError:
         return None
     total = 0
@@ -75,14 +79,15 @@ class CoreWatch:
         self.in_force = self.in_force or self.requested
 
     def others_cores(self, now: float) -> float | None:
-        """Cores' worth of CPU the other processes used since the last look (None at the first)."""
+        """Cores' worth of CPU the other processes used since the last look (None at the first look
+        and after a stale one)."""
         ticks = self.read_ticks(self.cpus)
         if ticks is None:
             self.enabled = False
             return None
         own = self.own_cpu_s()
         last, self._last = self._last, (now, ticks, own)
-        if last is None or now <= last[0]:
+        if last is None or not 0 < now - last[0] <= STALE_AFTER_S:
             return None
         busy_s = (ticks - last[1]) / self.ticks_per_s
         return max(0.0, busy_s - (own - last[2])) / (now - last[0])
@@ -95,12 +100,12 @@ class CoreWatch:
         if now >= self._next_look:
             self._next_look = now + WATCH_INTERVAL_S
             others = self.others_cores(now)
-            if others is not None:
+            if others is None:
+                self.in_force = self.requested  # (a first or stale look, or no /proc/stat)
+            else:
                 # cores left for us, rounded to the nearest: 0.4 of a core taken still leaves two
                 free = int(len(self.cpus) - others + 0.5)
                 self.in_force = max(1, min(self.requested, free))
-            elif not self.enabled:
-                self.in_force = self.requested
         return self.in_force
 
 

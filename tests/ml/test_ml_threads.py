@@ -157,6 +157,18 @@ def test_core_watch_looks_again_only_after_its_interval():
     assert reads == [1]
 
 
+def test_core_watch_after_an_idle_gap_uses_every_thread_until_the_next_look():
+    # an old window (another program ran while this one waited) says nothing about now
+    machine = FakeMachine(cores=2, others_busy=1.0)
+    watch = machine.watch(requested=2)
+    _look(machine, watch)
+    assert _look(machine, watch) == 1
+    machine.advance(5.0)  # idle for 5 s while the other process kept its core busy...
+    machine.others_busy = 0.0  # ...and has just stopped
+    assert watch.threads_now() == 2
+    assert _look(machine, watch) == 2
+
+
 def test_core_watch_without_proc_stat_uses_the_requested_count():
     machine = FakeMachine(cores=2, others_busy=1.5)
     machine.stat_readable = False
