@@ -58,7 +58,8 @@ def _is_bf16(array: types.Type) -> bool:
     return isinstance(array.dtype, types.Integer)
 
 
-@njit(cache=True, inline="always")
+# (called once per product: compiled once, not inlined into every kernel)
+@njit(cache=True)
 def _split_pairs(x):  # type: ignore[no-untyped-def]
     # float32 copy of x (bf16 bits widened) where, in each run of _PAIRS elements, the even ones come
     # first and the odd ones after: lane l of the first half meets the low bf16 of pair l of a weight
@@ -83,7 +84,7 @@ def _prepare_rows_overload(x, w):  # type: ignore[no-untyped-def]
     return lambda x, w: x  # bf16 x for the bf16 instruction, float32 x for float32 weights
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dot_dpbf16(x, i, w, j):  # type: ignore[no-untyped-def]
     k = w.shape[1]
     k2 = k - k % (2 * _PAIRS)
@@ -101,7 +102,7 @@ def _dot_dpbf16(x, i, w, j):  # type: ignore[no-untyped-def]
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dot_widen(xp, i, w, j):  # type: ignore[no-untyped-def]
     k = w.shape[1]
     kv = k - k % _PAIRS
@@ -116,7 +117,7 @@ def _dot_widen(xp, i, w, j):  # type: ignore[no-untyped-def]
     return acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dot_f32(x, i, w, j):  # type: ignore[no-untyped-def]
     k = w.shape[1]
     k2 = k - k % (2 * LANES)
