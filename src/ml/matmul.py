@@ -42,9 +42,11 @@ GEMV_MAX_ROWS = 4  # up to this many rows of x use the matrix-vector kernel; mor
 # 1.0 ms for the tiled prefill kernel; 2 rows of k=4096 (32 KB) 3.3 against 1.8; 4 rows of k=768
 # (12 KB) 0.24 against 0.35; 4 rows of k=2048 (32 KB) 1.1 against 0.5. One row is always the GEMV's.
 _GEMV_X_BYTES = 16 << 10
-# Weight bytes from which the matrix-vector kernel splits its rows over the threads: below, waking
-# the second thread costs more than the reading it saves (bench.decode's fixed-cost and 110M shapes)
-_PARALLEL_MIN_BYTES = 1 << 19
+# Weight bytes from which the matrix-vector kernel splits its rows over the threads: below, starting
+# the second thread costs more than the reading it saves. With OpenMP's workers spinning between
+# launches (src/common/threadpolicy.py) that is about 1.5 us; measured (python -m bench.gemv, and the
+# 15M shape's decode: 398-520 tok/s from 512 KB, 452-535 from 128 KB), 128 KB.
+_PARALLEL_MIN_BYTES = 1 << 17
 # Reassociation lets LLVM keep several vector accumulators per dot product (the loop is then bound by
 # memory, not by the latency of one add chain); no flag that assumes away NaNs or infinities.
 _FAST = {"reassoc", "contract"}

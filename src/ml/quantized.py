@@ -40,10 +40,13 @@ from .dtype import DT_F16, DT_Q4_0, DT_Q4_1, DT_Q4_K, DT_Q6_K, DT_Q8_0, DataType
 from .threads import parallel_ok
 
 GEMV_MAX_ROWS = 4  # up to this many rows of x use the GEMV kernel; more use the prefill tiles
-# A GEMV of fewer weights than this stays on one thread: waking the second (passive) OpenMP worker
-# costs more than it saves on small matrices; the bf16 GEMV's rule (matmul.py), measured there. A
-# quantized weight costs more arithmetic than a bf16 one, so the rule is in weights, not bytes.
-PARALLEL_MIN_WEIGHTS = 1 << 20
+# A GEMV of fewer weights than this stays on one thread. With OpenMP's workers spinning between
+# launches (src/common/threadpolicy.py) a launch costs about 1.5 us, so even SmolLM2's smallest
+# matrices gain from the second thread: measured (SmolLM2-135M Q4_1, f32, 2-core EPYC, alternating in
+# one process) 64-73 tok/s from 1M weights (w1, w3, w2 only on one thread), 81-95 from 128K,
+# 88-109 from 32K. The quantized kernels do more arithmetic per byte than the bf16 one (matmul.py),
+# so the rule is in weights, not bytes.
+PARALLEL_MIN_WEIGHTS = 1 << 16
 _DEQUANTIZE_PARALLEL_MIN = 1 << 16  # float32 values below which dequantizing stays on one thread
 SCRATCH_BYTES = 8 << 20  # the float32 weight rows dequantized at a time in the BLAS reference path
 # Below this many multiply-adds a product of many rows stays on the serial GEMV: a parallel launch
