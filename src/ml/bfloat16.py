@@ -109,7 +109,6 @@ def round_to_bf16(values: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "as_f32",
-    "rows_as_f32",
     "as_storage",
     "round_like",
     "bf16_to_f32",
@@ -132,26 +131,6 @@ def _as_f32_overload(value):  # type: ignore[no-untyped-def]
     if isinstance(value, types.Integer) and value.bitwidth == 16:
         return lambda value: bf16_to_f32(value)
     return lambda value: np.float32(value)
-
-
-def rows_as_f32(x):  # type: ignore[no-untyped-def]
-    """In kernels: a float32 [n, k] view of the rows of x (F32 as is; BF16 widened once, a copy)."""
-    raise NotImplementedError("rows_as_f32 is only callable inside Numba kernels")
-
-
-@overload(rows_as_f32, inline="always")
-def _rows_as_f32_overload(x):  # type: ignore[no-untyped-def]
-    if isinstance(x.dtype, types.Integer):  # bf16 bits
-
-        def widen(x):  # type: ignore[no-untyped-def]
-            xf = np.empty(x.shape, dtype=np.float32)
-            for i in range(x.shape[0]):
-                for t in range(x.shape[1]):
-                    xf[i, t] = bf16_to_f32(x[i, t])
-            return xf
-
-        return widen
-    return lambda x: x
 
 
 def as_storage(out, value):  # type: ignore[no-untyped-def]

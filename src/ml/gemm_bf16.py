@@ -39,7 +39,6 @@ from numba import njit, prange
 
 from ..common.errors import LlamaError
 from .bfloat16 import bf16_bits_to_float32, bf16_to_f32
-from .threads import parallel_ok
 from .simd_bf16 import (
     add_quarter_to_row,
     dot_bf16_pairs,
@@ -52,6 +51,7 @@ from .simd_bf16 import (
     widen_even,
     widen_odd,
 )
+from .threads import parallel_ok
 
 KERNEL_ENV = "LLAMANUTS_PREFILL_KERNEL"
 KERNELS = ("dpbf16", "fma", "blas")

@@ -5,8 +5,9 @@ LinearTransformation is where the time goes, so its kernels are chosen by shape 
   reads each weight once (bf16 as uint16: multiplied by the CPU's bf16 dot-product instruction, or
   widened in a register by a shift; or float32; gemv_dot.py), accumulates in float32 and writes the
   result in x's dtype; it is memory-bound, so reading 2 bytes per weight instead of 4 is the whole
-  game, and the threads join only for a big matrix (a wake-up costs microseconds). LinearTransformations streams several
-  matrices that read the same x in one call;
+  game, and the threads join only for a big matrix (a launch costs microseconds; src/ml/threads.py
+  decides how many threads). LinearTransformations streams several matrices that read the same x
+  in one call;
 - many rows (prefill) and bf16 weights: a register-tiled matrix kernel (gemm_bf16.py) that also reads
   each weight once, and uses the CPU's bf16 dot-product instruction where it can; it is compute-bound;
 - many rows and float32 weights (llama2.c files): numpy's BLAS directly;

@@ -202,8 +202,9 @@ def linear_many(x2: np.ndarray, dtype: DataType, w_datas: list[np.ndarray]) -> l
     outs = tuple(np.empty((n, r.shape[0]), dtype=np.float32) for r in rows)
     if n:
         # parallel when one of the matrices alone would be: the launch then replaces several
-        # parallel ones. Not on their sum: SmolLM2's w1 and w3 are each below the threshold, and
-        # measured together in one parallel launch (64 tok/s, busy machine) against both serial (71)
+        # parallel ones. Not on their sum: with sleeping workers and the threshold at 1M weights,
+        # SmolLM2's w1 and w3 (885K each) in one parallel launch decoded at 64 tok/s (busy machine)
+        # against both serial at 71
         biggest = k * max(r.shape[0] for r in rows)
         gemv_many = kernels.gemv_many_parallel if biggest >= PARALLEL_MIN_WEIGHTS and parallel_ok() else kernels.gemv_many_serial
         gemv_many(x2, rows, outs)

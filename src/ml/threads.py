@@ -70,13 +70,13 @@ class CoreWatch:
     own_cpu_s: Callable[[], float] = time.process_time
     clock: Callable[[], float] = time.monotonic
     ticks_per_s: float = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
-    in_force: int = 0
     enabled: bool = True
+    in_force: int = field(default=0, init=False)
     _next_look: float = field(default=0.0, init=False)
     _last: tuple[float, int, float] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.in_force = self.in_force or self.requested
+        self.in_force = self.requested
 
     def others_cores(self, now: float) -> float | None:
         """Cores' worth of CPU the other processes used since the last look (None at the first look
