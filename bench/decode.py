@@ -248,21 +248,23 @@ def time_engine(
     n_tokens = min(n_tokens, model.args.max_seq_len - 1)
     warm_up(model)
     CPU_SECONDS.clear()
-    decode, peer_runs = [], []
-    for _ in range(repeats):
-        decode.append(decode_rate(model, n_tokens))
-        if peer is not None:
-            rate = peer()
-            if rate is not None:
-                peer_runs.append(rate)
-    prefill, peer_prefill_runs = [], []
-    for _ in range(repeats):
-        prefill.append(prefill_rate(model, prefill_tokens))
-        if peer_prefill is not None:
-            rate = peer_prefill()
-            if rate is not None:
-                peer_prefill_runs.append(rate)
+    decode, peer_runs = _alternate(lambda: decode_rate(model, n_tokens), peer, repeats)
+    prefill, peer_prefill_runs = _alternate(lambda: prefill_rate(model, prefill_tokens), peer_prefill, repeats)
     return decode, prefill, peer_runs, peer_prefill_runs
+
+
+def _alternate(
+    ours: Callable[[], float], peer: Callable[[], float | None] | None, repeats: int
+) -> tuple[list[float], list[float]]:
+    """`repeats` runs of ours, each followed by one of the peer's (a peer run that fails is left out)."""
+    ours_runs: list[float] = []
+    peer_runs: list[float] = []
+    for _ in range(repeats):
+        ours_runs.append(ours())
+        rate = peer() if peer is not None else None
+        if rate is not None:
+            peer_runs.append(rate)
+    return ours_runs, peer_runs
 
 
 def _median_rate(run: Callable[[], int], repeats: int) -> float:
